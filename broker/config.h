@@ -1,0 +1,30 @@
+/*  Broker configuration, read from a ZPL file with CZMQ's zconfig.          */
+#ifndef LIAISON_CONFIG_H
+#define LIAISON_CONFIG_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct {
+    char *endpoint;            /* ZeroMQ endpoint to bind, tcp://host:port */
+    char *state_dir;           /* where ready (and later the store) live */
+    char *cert, *key, *ca, *crl_dir;
+    uint32_t max_frame;
+    uint32_t max_connections;
+    uint32_t credit_frames;
+    uint64_t credit_bytes;
+    uint32_t heartbeat_ms;
+    uint32_t handshake_timeout_ms;
+    uint64_t max_pending_bytes;
+    uint64_t reassembly_budget;
+    uint32_t receiver_queue;
+} config_t;
+
+/* Loads and validates path. Returns NULL and writes "path: message" (with
+   the key at fault) into err on failure. Caller owns the result. */
+config_t *config_load (const char *path, char *err, size_t errlen);
+
+/* NULL-safe; sets *self_p to NULL. */
+void config_destroy (config_t **self_p);
+
+#endif

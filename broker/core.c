@@ -1,0 +1,505 @@
+/*  The core actor; see core.h.                                              */
+#include "core.h"
+
+#include "bus.h"
+#include "codec.h"
+#include "conn.h"
+#include "log.h"
+
+#include <czmq.h>
+
+typedef struct node node_t;
+
+// A delivery waiting for its receiver's credit.
+typedef struct pend {
+    bus_buf_t *buf;           /* packed Deliver frame, one reference */
+    uint64_t origin;          /* submitting session, for a receipt if dropped */
+    uint8_t id[WIRE_ID_LEN];
+    struct pend *next;
+} pend_t;
+
+typedef struct session {
+    uint64_t handle;
+    bus_peer_t peer;
+    node_t *node;
+    uint32_t credit_frames;   /* Submit frames the peer may still send */
+    uint32_t done_frames;     /* processed since we last granted credit */
+    uint64_t done_bytes;
+    bool receiver;
+    uint32_t rx_frames;       /* deliveries we may still push to it */
+    uint64_t rx_bytes;
+    pend_t *pend_head, *pend_tail;
+    size_t npend;
+    struct session *next;     /* in node->sessions */
+} session_t;
+
+struct node {
+    char id[WIRE_NODE_ID_MAX];
+    session_t *sessions;
+    session_t *receiver;      /* the newest session that asked to receive */
+};
+
+typedef struct {
+    const config_t *cfg;
+    void *bus;                /* PAIR to the edge */
+    zhashx_t *sessions;       /* handle -> session_t */
+    zhashx_t *nodes;          /* node id -> node_t */
+} core_t;
+
+static size_t
+s_handle_hash (const void *key)
+{
+    uint64_t h = (uint64_t) (uintptr_t) key;
+    return (size_t) (h * 0x9E3779B97F4A7C15ULL >> 16);
+}
+
+static int
+s_handle_cmp (const void *a, const void *b)
+{
+    return a == b ? 0 : (a < b ? -1 : 1);
+}
+
+static session_t *
+s_session (core_t *self, uint64_t handle)
+{
+    return zhashx_lookup (self->sessions, (void *) (uintptr_t) handle);
+}
+
+// Packs a frame into a fresh shared buffer with one reference.
+static bus_buf_t *
+s_pack (const Liaison__Frame *f)
+{
+    size_t size = liaison__frame__get_packed_size (f);
+    bus_buf_t *buf = malloc (sizeof *buf + size);
+    if (!buf)
+        return NULL;
+    atomic_init (&buf->refs, 1);
+    buf->size = (uint32_t) size;
+    liaison__frame__pack (f, buf->data);
+    return buf;
+}
+
+// Sends one reference of buf to a connection.
+static void
+s_send_buf (core_t *self, uint64_t handle, bus_buf_t *buf)
+{
+    if (bus_send (self->bus, BUS_SEND, handle, 0, buf))
+        bus_buf_unref (buf);
+}
+
+static void
+s_send_frame (core_t *self, uint64_t handle, const Liaison__Frame *f)
+{
+    bus_buf_t *buf = s_pack (f);
+    if (buf)
+        s_send_buf (self, handle, buf);
+}
+
+static void
+s_kick (core_t *self, uint64_t handle, int code, const char *detail)
+{
+    char *copy = detail ? strdup (detail) : NULL;
+    if (bus_send (self->bus, BUS_KICK, handle, (uint32_t) code, copy))
+        free (copy);
+}
+
+static void
+s_receipt (core_t *self, uint64_t handle, const uint8_t *id, const char *recipient,
+           int status, const char *reason)
+{
+    Liaison__Receipt r = LIAISON__RECEIPT__INIT;
+    r.id.data = (uint8_t *) id;
+    r.id.len = WIRE_ID_LEN;
+    r.recipient = (char *) recipient;
+    r.status = (Liaison__ReceiptStatus) status;
+    r.reason = (char *) (reason ? reason : "");
+    r.time_ms = wire_time_ms ();
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_RECEIPT;
+    f.receipt = &r;
+    s_send_frame (self, handle, &f);
+}
+
+static void
+s_reject (core_t *self, session_t *from, const uint8_t *id, const char *recipient,
+          const char *reason)
+{
+    char hex[33];
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < WIRE_ID_LEN; i++) {
+        hex[2 * i] = digits[id[i] >> 4];
+        hex[2 * i + 1] = digits[id[i] & 15];
+    }
+    hex[32] = 0;
+    log_event ("message-rejected", "id=%s sender=%s recipient=%s reason=%s", hex,
+               from->peer.node_id, recipient, reason);
+    s_receipt (self, from->handle, id, recipient, LIAISON__RECEIPT_STATUS__REJECTED, reason);
+}
+
+// Pushes queued deliveries while the receiver has credit.
+static void
+s_drain (core_t *self, session_t *rx)
+{
+    while (rx->pend_head && rx->rx_frames > 0 && rx->rx_bytes >= rx->pend_head->buf->size) {
+        pend_t *p = rx->pend_head;
+        rx->pend_head = p->next;
+        if (!rx->pend_head)
+            rx->pend_tail = NULL;
+        rx->npend--;
+        rx->rx_frames--;
+        rx->rx_bytes -= p->buf->size;
+        s_send_buf (self, rx->handle, p->buf);
+        free (p);
+    }
+}
+
+// Delivers to a receiver now or queues it; -1 if the queue is full.
+static int
+s_deliver (core_t *self, session_t *rx, bus_buf_t *buf, session_t *from, const uint8_t *id)
+{
+    if (!rx->pend_head && rx->rx_frames > 0 && rx->rx_bytes >= buf->size) {
+        rx->rx_frames--;
+        rx->rx_bytes -= buf->size;
+        atomic_fetch_add (&buf->refs, 1);
+        s_send_buf (self, rx->handle, buf);
+        return 0;
+    }
+    if (rx->npend >= self->cfg->receiver_queue)
+        return -1;
+    pend_t *p = calloc (1, sizeof *p);
+    if (!p)
+        return -1;
+    atomic_fetch_add (&buf->refs, 1);
+    p->buf = buf;
+    p->origin = from->handle;
+    memcpy (p->id, id, WIRE_ID_LEN);
+    if (rx->pend_tail)
+        rx->pend_tail->next = p;
+    else
+        rx->pend_head = p;
+    rx->pend_tail = p;
+    rx->npend++;
+    return 0;
+}
+
+// Returns sending credit once half the window has been processed.
+static void
+s_credit_back (core_t *self, session_t *s, size_t bytes)
+{
+    s->done_frames++;
+    s->done_bytes += bytes;
+    if (s->done_frames < (self->cfg->credit_frames + 1) / 2)
+        return;
+    Liaison__Credit c = LIAISON__CREDIT__INIT;
+    c.frames = s->done_frames;
+    c.bytes = s->done_bytes;
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_CREDIT;
+    f.credit = &c;
+    s_send_frame (self, s->handle, &f);
+    s->credit_frames += s->done_frames;
+    s->done_frames = 0;
+    s->done_bytes = 0;
+}
+
+static void
+s_on_submit (core_t *self, session_t *s, Liaison__Frame *f, size_t frame_size)
+{
+    Liaison__Envelope *env = f->submit->envelope;
+    const uint8_t *id = env->id.data;
+    if (env->sender[0] && strcmp (env->sender, s->peer.node_id) != 0) {
+        // Identity comes from the certificate only; a claimed sender that
+        // differs is refused (and logged as a spoofing attempt).
+        log_event ("sender-refused", "node=%s claimed=%s", s->peer.node_id,
+                   LOG_Q (env->sender));
+        for (size_t i = 0; i < env->n_recipients; i++)
+            s_reject (self, s, id, env->recipients[i]->name, "sender-mismatch");
+        s_credit_back (self, s, frame_size);
+        return;
+    }
+    // Stamp the sender from the certificate.
+    char *stamped = strdup (s->peer.node_id);
+    if (!stamped) {
+        s_credit_back (self, s, frame_size);
+        return;
+    }
+    if (env->sender != protobuf_c_empty_string)
+        free (env->sender);
+    env->sender = stamped;
+    // Pack the Deliver frame once; every recipient shares it.
+    Liaison__Deliver d = LIAISON__DELIVER__INIT;
+    d.envelope = env;
+    Liaison__Frame out = LIAISON__FRAME__INIT;
+    out.kind_case = LIAISON__FRAME__KIND_DELIVER;
+    out.deliver = &d;
+    bus_buf_t *buf = s_pack (&out);
+    for (size_t i = 0; buf && i < env->n_recipients; i++) {
+        const Liaison__Recipient *r = env->recipients[i];
+        bool dup = false;
+        for (size_t j = 0; j < i && !dup; j++)
+            dup = env->recipients[j]->kind == r->kind && !strcmp (env->recipients[j]->name, r->name);
+        if (dup)
+            continue;
+        if (r->kind != LIAISON__RECIPIENT_KIND__NODE) {
+            s_reject (self, s, id, r->name, "address-unsupported");
+            continue;
+        }
+        node_t *n = zhashx_lookup (self->nodes, r->name);
+        if (!n || !n->receiver) {
+            s_reject (self, s, id, r->name, "recipient-offline");
+            continue;
+        }
+        if (buf->size > self->cfg->max_frame) {
+            s_reject (self, s, id, r->name, "too-large");
+            continue;
+        }
+        if (s_deliver (self, n->receiver, buf, s, id))
+            s_reject (self, s, id, r->name, "recipient-busy");
+    }
+    bus_buf_unref (buf);
+    s_credit_back (self, s, frame_size);
+}
+
+static void
+s_node_unlink (core_t *self, session_t *s)
+{
+    node_t *n = s->node;
+    for (session_t **p = &n->sessions; *p; p = &(*p)->next)
+        if (*p == s) {
+            *p = s->next;
+            break;
+        }
+    if (n->receiver == s)
+        n->receiver = NULL;
+    if (!n->sessions)
+        zhashx_delete (self->nodes, n->id);
+}
+
+// Makes s its node's receiver; a previous receiver hands over its queue.
+static void
+s_on_receive (core_t *self, session_t *s, const Liaison__Receive *rx)
+{
+    node_t *n = s->node;
+    session_t *old = n->receiver;
+    s->receiver = true;
+    s->rx_frames = rx->credit_frames;
+    s->rx_bytes = rx->credit_bytes;
+    if (old && old != s) {
+        old->receiver = false;
+        if (old->pend_head) {
+            if (s->pend_tail)
+                s->pend_tail->next = old->pend_head;
+            else
+                s->pend_head = old->pend_head;
+            s->pend_tail = old->pend_tail;
+            s->npend += old->npend;
+            old->pend_head = old->pend_tail = NULL;
+            old->npend = 0;
+        }
+        log_event ("receiver-replaced", "node=%s", n->id);
+    }
+    n->receiver = s;
+    s_drain (self, s);
+}
+
+static void
+s_on_frame (core_t *self, uint64_t handle, Liaison__Frame *f)
+{
+    session_t *s = s_session (self, handle);
+    if (!s)
+        return;  // the session closed while this frame was on the bus
+    size_t size = 0;
+    switch (f->kind_case) {
+        case LIAISON__FRAME__KIND_SUBMIT:
+            if (s->credit_frames == 0) {
+                log_event ("session-kicked", "node=%s reason=credit-exceeded", s->peer.node_id);
+                s_kick (self, handle, LIAISON__ERROR_CODE__ERR_CREDIT,
+                        "sent beyond the credit the broker granted");
+                break;
+            }
+            s->credit_frames--;
+            size = liaison__frame__get_packed_size (f);
+            s_on_submit (self, s, f, size);
+            break;
+        case LIAISON__FRAME__KIND_RECEIVE:
+            s_on_receive (self, s, f->receive);
+            break;
+        case LIAISON__FRAME__KIND_CREDIT:
+            if (s->receiver) {
+                s->rx_frames += f->credit->frames;
+                s->rx_bytes += f->credit->bytes;
+                s_drain (self, s);
+            }
+            break;
+        case LIAISON__FRAME__KIND_PING:
+            if (f->ping->want_reply && !f->ping->is_reply) {
+                Liaison__Ping pong = LIAISON__PING__INIT;
+                pong.nonce = f->ping->nonce;
+                pong.is_reply = 1;
+                Liaison__Frame out = LIAISON__FRAME__INIT;
+                out.kind_case = LIAISON__FRAME__KIND_PING;
+                out.ping = &pong;
+                s_send_frame (self, handle, &out);
+            }
+            break;
+        case LIAISON__FRAME__KIND_ACK:
+            break;  // DELIVERED/READ receipts arrive with the store
+        case LIAISON__FRAME__KIND_CLOSE:
+            s_kick (self, handle, 0, NULL);
+            break;
+        default:
+            log_event ("session-kicked", "node=%s reason=unexpected-frame kind=%d",
+                       s->peer.node_id, (int) f->kind_case);
+            s_kick (self, handle, LIAISON__ERROR_CODE__ERR_UNEXPECTED,
+                    "frame not valid from a client after Welcome");
+            break;
+    }
+}
+
+static void
+s_on_open (core_t *self, uint64_t handle, bus_peer_t *peer)
+{
+    session_t *s = calloc (1, sizeof *s);
+    if (!s) {
+        free (peer);
+        s_kick (self, handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "broker out of memory");
+        return;
+    }
+    s->handle = handle;
+    s->peer = *peer;
+    free (peer);
+    s->credit_frames = self->cfg->credit_frames;
+    node_t *n = zhashx_lookup (self->nodes, s->peer.node_id);
+    if (!n) {
+        n = calloc (1, sizeof *n);
+        if (!n) {
+            free (s);
+            s_kick (self, handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "broker out of memory");
+            return;
+        }
+        snprintf (n->id, sizeof n->id, "%s", s->peer.node_id);
+        zhashx_insert (self->nodes, n->id, n);
+    }
+    s->node = n;
+    s->next = n->sessions;
+    n->sessions = s;
+    zhashx_insert (self->sessions, (void *) (uintptr_t) handle, s);
+}
+
+static void
+s_on_closed (core_t *self, uint64_t handle)
+{
+    session_t *s = s_session (self, handle);
+    if (!s)
+        return;
+    zhashx_delete (self->sessions, (void *) (uintptr_t) handle);
+    node_t *n = s->node;
+    s_node_unlink (self, s);
+    // Deliveries still queued: hand them to the node's other receiver if a
+    // newer one exists, else tell their senders.
+    while (s->pend_head) {
+        pend_t *p = s->pend_head;
+        s->pend_head = p->next;
+        session_t *from = s_session (self, p->origin);
+        if (from)
+            s_reject (self, from, p->id, s->peer.node_id, "recipient-disconnected");
+        bus_buf_unref (p->buf);
+        free (p);
+    }
+    (void) n;
+    free (s);
+}
+
+static void
+s_node_free (void **item)
+{
+    free (*item);
+    *item = NULL;
+}
+
+static void
+s_session_free (void **item)
+{
+    session_t *s = *item;
+    while (s && s->pend_head) {
+        pend_t *p = s->pend_head;
+        s->pend_head = p->next;
+        bus_buf_unref (p->buf);
+        free (p);
+    }
+    free (s);
+    *item = NULL;
+}
+
+void
+core_actor (void *pipe_v, void *args_v)
+{
+    zsock_t *pipe = pipe_v;
+    core_args_t *args = args_v;
+    core_t self = {.cfg = args->config};
+    self.sessions = zhashx_new ();
+    self.nodes = zhashx_new ();
+    zhashx_set_key_hasher (self.sessions, s_handle_hash);
+    zhashx_set_key_comparator (self.sessions, s_handle_cmp);
+    zhashx_set_key_duplicator (self.sessions, NULL);
+    zhashx_set_key_destructor (self.sessions, NULL);
+    zhashx_set_destructor (self.sessions, s_session_free);
+    zhashx_set_destructor (self.nodes, s_node_free);
+    self.bus = zmq_socket (zsys_init (), ZMQ_PAIR);
+    int zero = 0;
+    zmq_setsockopt (self.bus, ZMQ_SNDHWM, &zero, sizeof zero);
+    zmq_setsockopt (self.bus, ZMQ_RCVHWM, &zero, sizeof zero);
+    zmq_setsockopt (self.bus, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_bind (self.bus, args->bus_endpoint)) {
+        log_event ("core-failed", "reason=%s", LOG_Q (zmq_strerror (errno)));
+        zsock_signal (pipe, 1);
+        goto done;
+    }
+    zsock_signal (pipe, 0);
+    zmq_pollitem_t items[] = {{zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
+                              {self.bus, 0, ZMQ_POLLIN, 0}};
+    for (;;) {
+        if (zmq_poll (items, 2, -1) < 0 && errno != EINTR)
+            break;
+        if (items[0].revents & ZMQ_POLLIN) {
+            char *cmd = zstr_recv (pipe);
+            bool term = !cmd || streq (cmd, "$TERM");
+            zstr_free (&cmd);
+            if (term)
+                break;
+        }
+        bus_msg_t m;
+        for (int i = 0; i < 4096 && bus_recv (self.bus, &m) == 0; i++) {
+            switch (m.kind) {
+                case BUS_OPEN:
+                    s_on_open (&self, m.handle, m.ptr);
+                    break;
+                case BUS_FRAME: {
+                    Liaison__Frame *f = m.ptr;
+                    s_on_frame (&self, m.handle, f);
+                    wire_codec_free (&f);
+                    break;
+                }
+                case BUS_CLOSED:
+                    s_on_closed (&self, m.handle);
+                    break;
+                default:
+                    break;
+            }
+        }
+    }
+done:
+    zhashx_destroy (&self.sessions);
+    zhashx_destroy (&self.nodes);
+    // Drain anything left on the bus so no frame leaks.
+    bus_msg_t m;
+    while (bus_recv (self.bus, &m) == 0) {
+        if (m.kind == BUS_FRAME) {
+            Liaison__Frame *f = m.ptr;
+            wire_codec_free (&f);
+        }
+        else if (m.kind == BUS_OPEN)
+            free (m.ptr);
+    }
+    zmq_close (self.bus);
+}

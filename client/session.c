@@ -1,0 +1,645 @@
+/*  A node's session with the broker: connect, Hello/Welcome, send, receive,
+    heartbeats, credit, and reconnection with a fresh TLS session.           */
+#include "internal.h"
+
+#include "codec.h"
+#include "conn.h"
+#include "frame.h"
+#include "tls.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/rand.h>
+#include <zmq.h>
+
+#define DEFAULT_TIMEOUT_MS 10000
+#define DEFAULT_WINDOW 64
+#define FLUSH_THRESHOLD (64 * 1024)
+
+typedef enum { ST_DOWN, ST_TLS, ST_HELLO, ST_READY } state_t;
+
+struct liaison {
+    liaison_options_t opts;     /* strings below are owned copies */
+    char *endpoint, *cert, *key, *ca, *hub_ca, *server_name, *crl_dir;
+    void *zctx;
+    void *sock;                 /* ZMQ_STREAM, one per connection attempt */
+    wire_tls_ctx_t *tls;
+    wire_conns_t *conns;
+    uint64_t conn;              /* handle of the one connection, 0 if none */
+    state_t state;
+    int error;                  /* what ended the session, if it ended */
+    char errmsg[512];
+    char node_id[WIRE_NODE_ID_MAX];
+    char jurisdiction[3];
+    uint32_t max_frame;
+    uint32_t heartbeat_ms;
+    uint32_t credit_frames;     /* frames we may still send */
+    uint64_t credit_bytes;
+    uint32_t consumed;          /* deliveries taken since we last granted credit */
+    uint64_t ping_sent, ping_seen;  /* barrier nonces */
+    int64_t last_send_ms;
+    unsigned connect_seq;
+    liaison_message_t *inbox_head, *inbox_tail;
+    liaison_receipt_t *rcpt_head, *rcpt_tail;
+};
+
+static __thread char s_connect_err[512];
+
+static void
+s_seterr (liaison_t *self, int code, const char *fmt, ...)
+{
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (self->errmsg, sizeof self->errmsg, fmt, ap);
+    va_end (ap);
+    self->error = code;
+}
+
+const char *
+liaison_errmsg (const liaison_t *self)
+{
+    if (!self)
+        return s_connect_err[0] ? s_connect_err : "no error";
+    return self->errmsg[0] ? self->errmsg : "no error";
+}
+
+const char *liaison_node_id (const liaison_t *self) { return self->node_id; }
+const char *liaison_jurisdiction (const liaison_t *self) { return self->jurisdiction; }
+
+static wire_conn_t *
+s_conn (liaison_t *self)
+{
+    return self->conn ? wire_conns_lookup (self->conns, self->conn) : NULL;
+}
+
+// Queues one frame on the connection; 0 or -1 (session then down).
+static int
+s_send_frame (liaison_t *self, const Liaison__Frame *f)
+{
+    wire_conn_t *c = s_conn (self);
+    if (!c || wire_codec_send (c, f)) {
+        if (!self->error)
+            s_seterr (self, LIAISON_ECLOSED, "connection to the broker lost while sending");
+        return -1;
+    }
+    self->last_send_ms = wire_clock_ms ();
+    return 0;
+}
+
+static void
+s_on_open (void *arg, wire_conn_t *conn)
+{
+    liaison_t *self = arg;
+    self->conn = wire_conn_handle (conn);
+    self->state = ST_HELLO;
+    Liaison__Hello hello = LIAISON__HELLO__INIT;
+    hello.min_version = WIRE_PROTOCOL_VERSION;
+    hello.max_version = WIRE_PROTOCOL_VERSION;
+    hello.software = "libliaison/0.1";
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_HELLO;
+    f.hello = &hello;
+    s_send_frame (self, &f);
+}
+
+static int
+s_map_error (int code)
+{
+    switch (code) {
+        case LIAISON__ERROR_CODE__ERR_AUTH: return LIAISON_EAUTH;
+        case LIAISON__ERROR_CODE__ERR_SENDER: return LIAISON_EDENIED;
+        case LIAISON__ERROR_CODE__ERR_MALFORMED: return LIAISON_EMALFORMED;
+        case LIAISON__ERROR_CODE__ERR_EXHAUSTED: return LIAISON_EEXHAUSTED;
+        case LIAISON__ERROR_CODE__ERR_TIMEOUT: return LIAISON_ETIMEOUT;
+        case LIAISON__ERROR_CODE__ERR_SHUTDOWN: return LIAISON_ECLOSED;
+        default: return LIAISON_EPROTOCOL;
+    }
+}
+
+// Gives the broker more delivery credit once half the window is used.
+static void
+s_grant_credit (liaison_t *self, bool force)
+{
+    if (!self->opts.receiver || self->state != ST_READY || self->consumed == 0)
+        return;
+    if (!force && self->consumed < (self->opts.window + 1) / 2)
+        return;
+    Liaison__Credit credit = LIAISON__CREDIT__INIT;
+    credit.frames = self->consumed;
+    credit.bytes = (uint64_t) self->consumed * self->max_frame;
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_CREDIT;
+    f.credit = &credit;
+    if (s_send_frame (self, &f) == 0)
+        self->consumed = 0;
+}
+
+static void
+s_on_welcome (liaison_t *self, const Liaison__Welcome *w)
+{
+    snprintf (self->node_id, sizeof self->node_id, "%s", w->node_id);
+    snprintf (self->jurisdiction, sizeof self->jurisdiction, "%s", w->jurisdiction);
+    self->max_frame = w->max_frame;
+    self->heartbeat_ms = w->heartbeat_ms ? w->heartbeat_ms : 10000;
+    self->credit_frames = w->credit_frames;
+    self->credit_bytes = w->credit_bytes;
+    self->state = ST_READY;
+    if (self->opts.receiver) {
+        Liaison__Receive rx = LIAISON__RECEIVE__INIT;
+        rx.credit_frames = self->opts.window;
+        rx.credit_bytes = (uint64_t) self->opts.window * self->max_frame;
+        Liaison__Frame f = LIAISON__FRAME__INIT;
+        f.kind_case = LIAISON__FRAME__KIND_RECEIVE;
+        f.receive = &rx;
+        s_send_frame (self, &f);
+        self->consumed = 0;
+    }
+}
+
+static int
+s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
+{
+    liaison_t *self = arg;
+    wire_codec_error_t err;
+    Liaison__Frame *f = wire_codec_decode (data, size, &err);
+    if (!f) {
+        s_seterr (self, LIAISON_EPROTOCOL, "broker sent an invalid frame (%s: %s)",
+                  err.reason, err.detail);
+        wire_conn_close (conn, "invalid frame from broker");
+        return -1;
+    }
+    bool ready = self->state == ST_READY;
+    switch (f->kind_case) {
+        case LIAISON__FRAME__KIND_WELCOME:
+            if (self->state == ST_HELLO)
+                s_on_welcome (self, f->welcome);
+            break;
+        case LIAISON__FRAME__KIND_DELIVER:
+            if (ready && f->deliver->envelope) {
+                liaison_message_t *m = message_wrap (f->deliver->envelope);
+                f->deliver->envelope = NULL;
+                if (m) {
+                    if (self->inbox_tail)
+                        self->inbox_tail->next = m;
+                    else
+                        self->inbox_head = m;
+                    self->inbox_tail = m;
+                }
+            }
+            break;
+        case LIAISON__FRAME__KIND_RECEIPT: {
+            liaison_receipt_t *r = receipt_wrap (f->receipt);
+            f->receipt = NULL;
+            f->kind_case = LIAISON__FRAME__KIND__NOT_SET;
+            if (r) {
+                if (self->rcpt_tail)
+                    self->rcpt_tail->next = r;
+                else
+                    self->rcpt_head = r;
+                self->rcpt_tail = r;
+            }
+            break;
+        }
+        case LIAISON__FRAME__KIND_CREDIT:
+            self->credit_frames += f->credit->frames;
+            self->credit_bytes += f->credit->bytes;
+            break;
+        case LIAISON__FRAME__KIND_PING:
+            if (f->ping->is_reply) {
+                if (f->ping->nonce > self->ping_seen)
+                    self->ping_seen = f->ping->nonce;
+            }
+            else if (f->ping->want_reply) {
+                Liaison__Ping pong = LIAISON__PING__INIT;
+                pong.nonce = f->ping->nonce;
+                pong.is_reply = 1;
+                Liaison__Frame out = LIAISON__FRAME__INIT;
+                out.kind_case = LIAISON__FRAME__KIND_PING;
+                out.ping = &pong;
+                s_send_frame (self, &out);
+            }
+            break;
+        case LIAISON__FRAME__KIND_ERROR:
+            s_seterr (self, s_map_error (f->error->code), "broker: %s (%s)",
+                      f->error->detail[0] ? f->error->detail : "error", f->error->reason);
+            break;
+        case LIAISON__FRAME__KIND_CLOSE:
+            if (!self->error)
+                s_seterr (self, LIAISON_ECLOSED, "broker closed the session: %s",
+                          f->close->reason);
+            break;
+        default:
+            break;
+    }
+    wire_codec_free (&f);
+    return 0;
+}
+
+static void
+s_on_close (void *arg, wire_conn_t *conn, bool opened, const char *reason)
+{
+    liaison_t *self = arg;
+    if (wire_conn_handle (conn) != self->conn)
+        return;
+    if (!self->error || self->state != ST_READY) {
+        if (self->state == ST_TLS || !opened)
+            s_seterr (self, LIAISON_ETLS, "TLS handshake with %s failed: %s",
+                      self->endpoint, reason);
+        else if (!self->error)
+            s_seterr (self, LIAISON_ECLOSED, "connection to the broker closed: %s", reason);
+    }
+    self->conn = 0;
+    self->state = ST_DOWN;
+}
+
+// Closes the socket of a connection attempt.
+static void
+s_drop_socket (liaison_t *self)
+{
+    wire_conns_destroy (&self->conns);
+    if (self->sock) {
+        zmq_close (self->sock);
+        self->sock = NULL;
+    }
+    self->conn = 0;
+    self->state = ST_DOWN;
+}
+
+// One pass: wait up to timeout_ms for input, process it, flush output,
+// keep the heartbeat.
+static void
+s_pass (liaison_t *self, int timeout_ms)
+{
+    if (!self->sock)
+        return;
+    if (wire_conns_flush (self->conns) && (timeout_ms < 0 || timeout_ms > 5))
+        timeout_ms = 5;  // the socket is full: come back soon to retry
+    zmq_pollitem_t item = {self->sock, 0, ZMQ_POLLIN, 0};
+    if (zmq_poll (&item, 1, timeout_ms) > 0)
+        wire_conns_recv (self->conns, 1000);
+    if (self->state == ST_READY && self->heartbeat_ms
+        && wire_clock_ms () - self->last_send_ms > self->heartbeat_ms / 2) {
+        Liaison__Ping ping = LIAISON__PING__INIT;
+        Liaison__Frame f = LIAISON__FRAME__INIT;
+        f.kind_case = LIAISON__FRAME__KIND_PING;
+        f.ping = &ping;
+        s_send_frame (self, &f);
+    }
+    wire_conns_flush (self->conns);
+}
+
+// Opens a fresh socket and TLS session and runs Hello/Welcome.
+static int
+s_establish (liaison_t *self)
+{
+    s_drop_socket (self);
+    self->error = 0;
+    self->errmsg[0] = 0;
+    self->sock = zmq_socket (self->zctx, ZMQ_STREAM);
+    if (!self->sock) {
+        s_seterr (self, LIAISON_EEXHAUSTED, "cannot create a socket: %s", zmq_strerror (errno));
+        return self->error;
+    }
+    // Hand-made reconnects only, with a routing id never used before on
+    // this socket: libzmq's own reconnect would replay old TLS bytes.
+    int off = -1, zero = 0, maxrt = 30000, hwm = 64;
+    char rid[32];
+    int rid_len = snprintf (rid, sizeof rid, "lsn-%u", ++self->connect_seq);
+    zmq_setsockopt (self->sock, ZMQ_RECONNECT_IVL, &off, sizeof off);
+    zmq_setsockopt (self->sock, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt (self->sock, ZMQ_TCP_MAXRT, &maxrt, sizeof maxrt);
+    zmq_setsockopt (self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
+    zmq_setsockopt (self->sock, ZMQ_CONNECT_ROUTING_ID, rid, (size_t) rid_len);
+    wire_conns_limits_t limits = {WIRE_FRAME_CEILING, 256u * 1024 * 1024, 1};
+    wire_conns_handler_t handler = {s_on_open, s_on_frame, NULL, s_on_close};
+    self->conns = wire_conns_new (self->sock, self->tls, &limits, &handler, self);
+    if (!self->conns || zmq_connect (self->sock, self->endpoint) != 0) {
+        s_seterr (self, LIAISON_ECONFIG, "cannot connect to %s: %s", self->endpoint,
+                  zmq_strerror (errno));
+        s_drop_socket (self);
+        return self->error;
+    }
+    self->state = ST_TLS;
+    int64_t deadline = wire_clock_ms () + self->opts.timeout_ms;
+    while (self->state != ST_READY) {
+        int64_t left = deadline - wire_clock_ms ();
+        if (self->error && self->state == ST_DOWN)
+            break;
+        if (left <= 0) {
+            s_seterr (self, LIAISON_ETIMEOUT,
+                      "no Welcome from %s within %d ms: is the broker running there?",
+                      self->endpoint, self->opts.timeout_ms);
+            break;
+        }
+        s_pass (self, (int) (left < 50 ? left : 50));
+        if (self->state == ST_DOWN && !self->error)
+            s_seterr (self, LIAISON_ECLOSED, "broker closed the connection");
+    }
+    if (self->state != ST_READY) {
+        int rc = self->error ? self->error : LIAISON_ECLOSED;
+        s_drop_socket (self);
+        self->error = rc;
+        return rc;
+    }
+    self->error = 0;
+    return LIAISON_OK;
+}
+
+static char *
+s_dup (const char *s)
+{
+    return s ? strdup (s) : NULL;
+}
+
+// The host part of tcp://host:port, for the default server name.
+static char *
+s_endpoint_host (const char *endpoint)
+{
+    const char *p = strstr (endpoint, "://");
+    p = p ? p + 3 : endpoint;
+    const char *colon = strrchr (p, ':');
+    size_t n = colon ? (size_t) (colon - p) : strlen (p);
+    if (n > 1 && p[0] == '[' && p[n - 1] == ']') {
+        p++;
+        n -= 2;
+    }
+    return strndup (p, n);
+}
+
+static void
+s_free (liaison_t *self)
+{
+    s_drop_socket (self);
+    while (self->inbox_head) {
+        liaison_message_t *m = self->inbox_head;
+        self->inbox_head = m->next;
+        liaison_message_destroy (&m);
+    }
+    while (self->rcpt_head) {
+        liaison_receipt_t *r = self->rcpt_head;
+        self->rcpt_head = r->next;
+        liaison_receipt_destroy (&r);
+    }
+    wire_tls_ctx_destroy (&self->tls);
+    if (self->zctx)
+        zmq_ctx_term (self->zctx);
+    free (self->endpoint);
+    free (self->cert);
+    free (self->key);
+    free (self->ca);
+    free (self->hub_ca);
+    free (self->server_name);
+    free (self->crl_dir);
+    free (self);
+}
+
+int
+liaison_connect (const liaison_options_t *opts, liaison_t **out)
+{
+    s_connect_err[0] = 0;
+    if (!out) {
+        snprintf (s_connect_err, sizeof s_connect_err, "liaison_connect needs an out pointer");
+        return LIAISON_EINVAL;
+    }
+    *out = NULL;
+    if (!opts || !opts->endpoint || !opts->cert || !opts->key || !opts->ca || !opts->hub_ca) {
+        snprintf (s_connect_err, sizeof s_connect_err,
+                  "options need endpoint, cert, key, ca and hub_ca");
+        return LIAISON_ECONFIG;
+    }
+    liaison_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        snprintf (s_connect_err, sizeof s_connect_err, "out of memory");
+        return LIAISON_EEXHAUSTED;
+    }
+    self->opts = *opts;
+    if (self->opts.timeout_ms <= 0)
+        self->opts.timeout_ms = DEFAULT_TIMEOUT_MS;
+    if (self->opts.window == 0 || self->opts.window > 65536)
+        self->opts.window = DEFAULT_WINDOW;
+    self->endpoint = s_dup (opts->endpoint);
+    self->cert = s_dup (opts->cert);
+    self->key = s_dup (opts->key);
+    self->ca = s_dup (opts->ca);
+    self->hub_ca = s_dup (opts->hub_ca);
+    self->crl_dir = s_dup (opts->crl_dir);
+    self->server_name = opts->server_name ? s_dup (opts->server_name)
+                                          : s_endpoint_host (opts->endpoint);
+    char err[512];
+    wire_tls_config_t cfg = {self->cert, self->key, self->ca, self->crl_dir, self->hub_ca,
+                             self->server_name};
+    self->tls = wire_tls_ctx_new_client (&cfg, err, sizeof err);
+    if (!self->tls) {
+        snprintf (s_connect_err, sizeof s_connect_err, "%s", err);
+        s_free (self);
+        return LIAISON_ETLS;
+    }
+    self->zctx = zmq_ctx_new ();
+    if (!self->zctx) {
+        snprintf (s_connect_err, sizeof s_connect_err, "cannot create a ZeroMQ context");
+        s_free (self);
+        return LIAISON_EEXHAUSTED;
+    }
+    int rc = s_establish (self);
+    if (rc != LIAISON_OK) {
+        snprintf (s_connect_err, sizeof s_connect_err, "%s", self->errmsg);
+        s_free (self);
+        return rc;
+    }
+    *out = self;
+    return LIAISON_OK;
+}
+
+// Reconnects when the session dropped; LIAISON_OK when ready.
+static int
+s_ready (liaison_t *self)
+{
+    if (self->state == ST_READY && s_conn (self))
+        return LIAISON_OK;
+    return s_establish (self);
+}
+
+void
+liaison_close (liaison_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    liaison_t *self = *self_p;
+    *self_p = NULL;
+    wire_conn_t *c = s_conn (self);
+    if (c && self->state == ST_READY) {
+        Liaison__Close bye = LIAISON__CLOSE__INIT;
+        bye.reason = "client closing";
+        Liaison__Frame f = LIAISON__FRAME__INIT;
+        f.kind_case = LIAISON__FRAME__KIND_CLOSE;
+        f.close = &bye;
+        s_send_frame (self, &f);
+        wire_conn_close (c, "client closing");
+        // Give the close a moment to reach the socket before it is closed.
+        for (int i = 0; i < 20 && wire_conns_flush (self->conns); i++)
+            zmq_poll (NULL, 0, 5);
+        int linger = 200;
+        zmq_setsockopt (self->sock, ZMQ_LINGER, &linger, sizeof linger);
+    }
+    s_free (self);
+}
+
+int
+liaison_send (liaison_t *self, liaison_message_t *msg, int flags)
+{
+    if (!self || !msg)
+        return LIAISON_EINVAL;
+    Liaison__Envelope *e = msg->env;
+    if (e->id.len == 0) {
+        uint8_t id[LIAISON_ID_LEN];
+        if (RAND_bytes (id, sizeof id) != 1)
+            return LIAISON_EEXHAUSTED;
+        e->id.data = malloc (LIAISON_ID_LEN);
+        if (!e->id.data)
+            return LIAISON_EEXHAUSTED;
+        memcpy (e->id.data, id, LIAISON_ID_LEN);
+        e->id.len = LIAISON_ID_LEN;
+    }
+    if (e->created_ms == 0)
+        e->created_ms = wire_time_ms ();
+    wire_codec_error_t err;
+    if (wire_codec_check_envelope (e, 0, &err)) {
+        s_seterr (self, LIAISON_EINVAL, "message not sent: %s", err.detail);
+        return LIAISON_EINVAL;
+    }
+    int rc = s_ready (self);
+    if (rc != LIAISON_OK)
+        return rc;
+    Liaison__Submit submit = LIAISON__SUBMIT__INIT;
+    submit.envelope = e;
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_SUBMIT;
+    f.submit = &submit;
+    size_t size = liaison__frame__get_packed_size (&f);
+    if (size > self->max_frame) {
+        s_seterr (self, LIAISON_EEXHAUSTED, "message of %zu bytes exceeds the broker's "
+                  "maximum frame of %u bytes", size, self->max_frame);
+        return LIAISON_EEXHAUSTED;
+    }
+    int64_t deadline = wire_clock_ms () + self->opts.timeout_ms;
+    while (self->credit_frames == 0 || self->credit_bytes < size) {
+        if (wire_clock_ms () >= deadline) {
+            s_seterr (self, LIAISON_ETIMEOUT, "no sending credit from the broker within %d ms",
+                      self->opts.timeout_ms);
+            return LIAISON_ETIMEOUT;
+        }
+        s_pass (self, 10);
+        if (self->state != ST_READY)
+            return self->error ? self->error : LIAISON_ECLOSED;
+    }
+    if (s_send_frame (self, &f))
+        return self->error;
+    self->credit_frames--;
+    self->credit_bytes -= size;
+    if (!(flags & LIAISON_MORE))
+        s_pass (self, 0);
+    return LIAISON_OK;
+}
+
+int
+liaison_pump (liaison_t *self, int timeout_ms)
+{
+    if (!self)
+        return LIAISON_EINVAL;
+    int rc = s_ready (self);
+    if (rc != LIAISON_OK)
+        return rc;
+    s_pass (self, timeout_ms);
+    return self->state == ST_READY ? LIAISON_OK : (self->error ? self->error : LIAISON_ECLOSED);
+}
+
+int
+liaison_flush (liaison_t *self, int timeout_ms)
+{
+    if (!self)
+        return LIAISON_EINVAL;
+    if (self->state != ST_READY)
+        return self->error ? self->error : LIAISON_ECLOSED;
+    Liaison__Ping ping = LIAISON__PING__INIT;
+    ping.nonce = ++self->ping_sent;
+    ping.want_reply = 1;
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_PING;
+    f.ping = &ping;
+    if (s_send_frame (self, &f))
+        return self->error;
+    int64_t deadline = wire_clock_ms () + (timeout_ms < 0 ? INT32_MAX : timeout_ms);
+    while (self->ping_seen < ping.nonce) {
+        int64_t left = deadline - wire_clock_ms ();
+        if (left <= 0)
+            return LIAISON_ETIMEOUT;
+        s_pass (self, (int) (left > 100 ? 100 : left));
+        if (self->state != ST_READY)
+            return self->error ? self->error : LIAISON_ECLOSED;
+    }
+    return LIAISON_OK;
+}
+
+// Waits until the inbox (or the receipt queue) has something, the timeout
+// passes or the session fails.
+static int
+s_wait (liaison_t *self, int timeout_ms, bool receipts)
+{
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : wire_clock_ms () + timeout_ms;
+    for (;;) {
+        if (receipts ? self->rcpt_head != NULL : self->inbox_head != NULL)
+            return LIAISON_OK;
+        int rc = s_ready (self);
+        if (rc != LIAISON_OK)
+            return rc;
+        int64_t left = deadline - wire_clock_ms ();
+        if (left < 0)
+            return LIAISON_ETIMEOUT;
+        s_pass (self, (int) (left > 100 ? 100 : left));
+        if (receipts ? self->rcpt_head != NULL : self->inbox_head != NULL)
+            return LIAISON_OK;
+        if (left == 0)
+            return LIAISON_ETIMEOUT;
+    }
+}
+
+int
+liaison_recv (liaison_t *self, liaison_message_t **msg, int timeout_ms)
+{
+    if (!self || !msg)
+        return LIAISON_EINVAL;
+    *msg = NULL;
+    int rc = s_wait (self, timeout_ms, false);
+    if (rc != LIAISON_OK)
+        return rc;
+    liaison_message_t *m = self->inbox_head;
+    self->inbox_head = m->next;
+    if (!self->inbox_head)
+        self->inbox_tail = NULL;
+    m->next = NULL;
+    self->consumed++;
+    s_grant_credit (self, false);
+    *msg = m;
+    return LIAISON_OK;
+}
+
+int
+liaison_next_receipt (liaison_t *self, liaison_receipt_t **receipt, int timeout_ms)
+{
+    if (!self || !receipt)
+        return LIAISON_EINVAL;
+    *receipt = NULL;
+    int rc = s_wait (self, timeout_ms, true);
+    if (rc != LIAISON_OK)
+        return rc;
+    liaison_receipt_t *r = self->rcpt_head;
+    self->rcpt_head = r->next;
+    if (!self->rcpt_head)
+        self->rcpt_tail = NULL;
+    r->next = NULL;
+    *receipt = r;
+    return LIAISON_OK;
+}

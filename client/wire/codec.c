@@ -1,0 +1,227 @@
+/*  Frame decoding and validation; see codec.h.                              */
+#include "codec.h"
+
+#include "tls.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+static int
+s_err (wire_codec_error_t *err, int code, const char *reason, const char *fmt, ...)
+{
+    err->code = code;
+    snprintf (err->reason, sizeof err->reason, "%s", reason);
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (err->detail, sizeof err->detail, fmt, ap);
+    va_end (ap);
+    return -1;
+}
+
+#define MALFORMED LIAISON__ERROR_CODE__ERR_MALFORMED
+
+// Text fields: bounded and free of control characters (they reach logs).
+static int
+s_text_ok (const char *s, size_t max)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if ((unsigned char) s[n] < 0x20 || s[n] == 0x7f || n >= max)
+            return 0;
+    return 1;
+}
+
+// Token fields: printable ASCII without spaces.
+static int
+s_token_ok (const char *s, size_t max)
+{
+    size_t n = 0;
+    for (; s[n]; n++)
+        if ((unsigned char) s[n] <= 0x20 || (unsigned char) s[n] >= 0x7f || n >= max)
+            return 0;
+    return 1;
+}
+
+int
+wire_codec_country_valid (const char *cc)
+{
+    return cc && cc[0] >= 'A' && cc[0] <= 'Z' && cc[1] >= 'A' && cc[1] <= 'Z' && !cc[2];
+}
+
+int
+wire_codec_group_valid (const char *name)
+{
+    if (!name || !(name[0] >= 'a' && name[0] <= 'z'))
+        return 0;
+    size_t n = 0;
+    for (; name[n]; n++) {
+        char c = name[n];
+        if (n >= WIRE_MAX_NAME
+            || !((c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '-'))
+            return 0;
+    }
+    return 1;
+}
+
+int
+wire_codec_check_envelope (const Liaison__Envelope *env, int need_sender,
+                           wire_codec_error_t *err)
+{
+    if (!env)
+        return s_err (err, MALFORMED, "no-envelope", "frame carries no envelope");
+    if (env->id.len != WIRE_ID_LEN)
+        return s_err (err, MALFORMED, "bad-id", "message id must be %d bytes, not %zu",
+                      WIRE_ID_LEN, env->id.len);
+    if ((need_sender || env->sender[0]) && !wire_node_id_valid (env->sender))
+        return s_err (err, MALFORMED, "bad-sender", "sender is not a valid node id");
+    if (env->n_recipients == 0 || env->n_recipients > WIRE_MAX_RECIPIENTS)
+        return s_err (err, MALFORMED, "bad-recipients",
+                      "a message needs 1 to %d recipients, not %zu", WIRE_MAX_RECIPIENTS,
+                      env->n_recipients);
+    for (size_t i = 0; i < env->n_recipients; i++) {
+        const Liaison__Recipient *r = env->recipients[i];
+        int ok = 0;
+        switch (r->kind) {
+            case LIAISON__RECIPIENT_KIND__NODE:
+                ok = wire_node_id_valid (r->name);
+                break;
+            case LIAISON__RECIPIENT_KIND__JURISDICTION:
+                ok = wire_codec_country_valid (r->name);
+                break;
+            case LIAISON__RECIPIENT_KIND__GROUP:
+                ok = wire_codec_group_valid (r->name);
+                break;
+            default:
+                break;
+        }
+        if (!ok)
+            return s_err (err, MALFORMED, "bad-recipient",
+                          "recipient %zu is not a valid node id, country code or group", i + 1);
+    }
+    if (env->type < LIAISON__MESSAGE_TYPE__MLA_REQUEST
+        || env->type > LIAISON__MESSAGE_TYPE__CASE_LEAD)
+        return s_err (err, MALFORMED, "bad-type", "unknown message type %d", (int) env->type);
+    if (env->priority < LIAISON__PRIORITY__ROUTINE || env->priority > LIAISON__PRIORITY__EMERGENCY)
+        return s_err (err, MALFORMED, "bad-priority", "unknown priority %d", (int) env->priority);
+    if (env->tlp < LIAISON__TLP__TLP_CLEAR || env->tlp > LIAISON__TLP__TLP_RED)
+        return s_err (err, MALFORMED, "bad-tlp", "a TLP marking (CLEAR..RED) is required");
+    if (env->handling < LIAISON__HANDLING_CODE__H0 || env->handling > LIAISON__HANDLING_CODE__H3)
+        return s_err (err, MALFORMED, "bad-handling", "a handling code (H0..H3) is required");
+    if (!s_text_ok (env->handling_note, 256))
+        return s_err (err, MALFORMED, "bad-handling-note", "handling note too long or has control characters");
+    if (env->evaluation) {
+        const char *src = env->evaluation->source;
+        if (!(src[0] == 0 || (strchr ("ABCX", src[0]) && src[1] == 0))
+            || env->evaluation->information > 4)
+            return s_err (err, MALFORMED, "bad-evaluation",
+                          "evaluation is source A/B/C/X and information 1-4");
+    }
+    if (!s_token_ok (env->legal_basis, WIRE_MAX_NAME))
+        return s_err (err, MALFORMED, "bad-legal-basis", "legal basis is a name of up to %d printable characters", WIRE_MAX_NAME);
+    if (!s_text_ok (env->case_ref, WIRE_MAX_CASE_REF))
+        return s_err (err, MALFORMED, "bad-case-ref", "case reference too long or has control characters");
+    if (env->in_reply_to.len != 0 && env->in_reply_to.len != WIRE_ID_LEN)
+        return s_err (err, MALFORMED, "bad-in-reply-to", "in_reply_to must be empty or %d bytes", WIRE_ID_LEN);
+    if (env->type == LIAISON__MESSAGE_TYPE__MLA_REPLY && env->in_reply_to.len == 0)
+        return s_err (err, MALFORMED, "reply-without-request", "an MLA reply needs in_reply_to");
+    if (env->created_ms < 0 || env->deadline_ms < 0 || env->expires_ms < 0)
+        return s_err (err, MALFORMED, "bad-time", "times are non-negative UTC milliseconds");
+    if (env->body_size != env->body.len)
+        return s_err (err, MALFORMED, "bad-body-size", "body_size %llu does not match the body (%zu bytes)",
+                      (unsigned long long) env->body_size, env->body.len);
+    return 0;
+}
+
+// Per-type checks after unpacking.
+static int
+s_check (const Liaison__Frame *f, wire_codec_error_t *err)
+{
+    switch (f->kind_case) {
+        case LIAISON__FRAME__KIND_HELLO:
+            if (f->hello->min_version == 0 || f->hello->min_version > f->hello->max_version)
+                return s_err (err, MALFORMED, "bad-hello", "hello needs 1 <= min_version <= max_version");
+            if (!s_text_ok (f->hello->software, WIRE_MAX_NAME))
+                return s_err (err, MALFORMED, "bad-hello", "software name too long");
+            return 0;
+        case LIAISON__FRAME__KIND_WELCOME:
+            if (!wire_node_id_valid (f->welcome->node_id) || f->welcome->max_frame < 64
+                || !s_token_ok (f->welcome->session_id, WIRE_MAX_NAME))
+                return s_err (err, MALFORMED, "bad-welcome", "welcome carries invalid fields");
+            return 0;
+        case LIAISON__FRAME__KIND_PING:
+        case LIAISON__FRAME__KIND_CREDIT:
+        case LIAISON__FRAME__KIND_RECEIVE:
+            return 0;
+        case LIAISON__FRAME__KIND_SUBMIT:
+            return wire_codec_check_envelope (f->submit->envelope, 0, err);
+        case LIAISON__FRAME__KIND_DELIVER:
+            return wire_codec_check_envelope (f->deliver->envelope, 1, err);
+        case LIAISON__FRAME__KIND_ACK:
+            if (f->ack->id.len != WIRE_ID_LEN || !wire_node_id_valid (f->ack->sender)
+                || (f->ack->status != LIAISON__RECEIPT_STATUS__DELIVERED
+                    && f->ack->status != LIAISON__RECEIPT_STATUS__READ))
+                return s_err (err, MALFORMED, "bad-ack", "ack needs an id, a sender and DELIVERED or READ");
+            return 0;
+        case LIAISON__FRAME__KIND_RECEIPT:
+            if (f->receipt->id.len != WIRE_ID_LEN
+                || f->receipt->status < LIAISON__RECEIPT_STATUS__ACCEPTED
+                || f->receipt->status > LIAISON__RECEIPT_STATUS__EXPIRED
+                || !s_token_ok (f->receipt->recipient, WIRE_MAX_NAME)
+                || !s_token_ok (f->receipt->reason, WIRE_MAX_NAME)
+                || !s_text_ok (f->receipt->rule, WIRE_MAX_TEXT))
+                return s_err (err, MALFORMED, "bad-receipt", "receipt carries invalid fields");
+            return 0;
+        case LIAISON__FRAME__KIND_ERROR:
+            if (!s_token_ok (f->error->reason, WIRE_MAX_NAME)
+                || !s_text_ok (f->error->detail, WIRE_MAX_TEXT))
+                return s_err (err, MALFORMED, "bad-error", "error frame carries invalid text");
+            return 0;
+        case LIAISON__FRAME__KIND_CLOSE:
+            if (!s_text_ok (f->close->reason, WIRE_MAX_TEXT))
+                return s_err (err, MALFORMED, "bad-close", "close reason invalid");
+            return 0;
+        default:
+            return s_err (err, MALFORMED, "unknown-frame", "frame has no known kind");
+    }
+}
+
+Liaison__Frame *
+wire_codec_decode (const uint8_t *data, size_t size, wire_codec_error_t *err)
+{
+    Liaison__Frame *f = liaison__frame__unpack (NULL, size, data);
+    if (!f) {
+        s_err (err, MALFORMED, "bad-protobuf", "frame of %zu bytes is not a valid protobuf Frame", size);
+        return NULL;
+    }
+    if (s_check (f, err)) {
+        liaison__frame__free_unpacked (f, NULL);
+        return NULL;
+    }
+    return f;
+}
+
+void
+wire_codec_free (Liaison__Frame **frame_p)
+{
+    if (frame_p && *frame_p) {
+        liaison__frame__free_unpacked (*frame_p, NULL);
+        *frame_p = NULL;
+    }
+}
+
+int
+wire_codec_send (wire_conn_t *conn, const Liaison__Frame *f)
+{
+    size_t size = liaison__frame__get_packed_size (f);
+    if (size == 0) {
+        // An empty frame (all defaults) still needs one byte on the wire:
+        // never happens for a frame with its oneof set.
+        return -1;
+    }
+    uint8_t *p = wire_conn_frame_begin (conn, size);
+    if (!p)
+        return -1;
+    liaison__frame__pack (f, p);
+    return 0;
+}
