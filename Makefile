@@ -13,11 +13,11 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 CHECK_LIBS = $(shell pkg-config --libs check 2>/dev/null)
 
 SAN_FLAGS ?=
-CFLAGS  ?= -O2 -g
-CFLAGS  += -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -fPIC \
-           -fvisibility=hidden -D_GNU_SOURCE $(SAN_FLAGS)
-CPPFLAGS += -I$(BUILD)/gen -Iclient/wire -Iclient -Ibroker $(PKG_CFLAGS)
-LDFLAGS += $(SAN_FLAGS)
+OPT     ?= -O2 -g
+ALL_CFLAGS = $(OPT) -std=gnu11 -Wall -Wextra -Werror -Wno-unused-parameter -fPIC \
+             -fvisibility=hidden -D_GNU_SOURCE $(SAN_FLAGS) $(CFLAGS)
+ALL_CPPFLAGS = -I$(BUILD)/gen -Iclient/wire -Iclient -Ibroker -Itests $(PKG_CFLAGS) $(CPPFLAGS)
+ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 
 GEN      = $(BUILD)/gen/liaison.pb-c.c $(BUILD)/gen/liaison.pb-c.h
 WIRE_SRC = client/wire/frame.c client/wire/tls.c client/wire/conn.c client/wire/codec.c
@@ -49,18 +49,18 @@ $(BUILD)/gen/liaison.pb-c.c $(BUILD)/gen/liaison.pb-c.h: proto/liaison.proto
 
 $(BUILD)/obj/gen/liaison.pb-c.o: $(BUILD)/gen/liaison.pb-c.c
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -Wno-error -c $< -o $@
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -Wno-error -c $< -o $@
 
 $(BUILD)/obj/%.o: %.c $(GEN) $(wildcard client/wire/*.h client/*.h broker/*.h tests/*.h)
 	@mkdir -p $(dir $@)
-	$(CC) $(CPPFLAGS) $(CFLAGS) -c $< -o $@
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 
 $(LIBA): $(LIB_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
 $(LIBSO): $(LIB_OBJ)
-	$(CC) -shared -Wl,-soname,$(LIBSONAME) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(CC) -shared -Wl,-soname,$(LIBSONAME) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 	ln -sf libliaison.so.$(VERSION) $(BUILD)/$(LIBSONAME)
 	ln -sf libliaison.so.$(VERSION) $(BUILD)/libliaison.so
 
@@ -69,18 +69,18 @@ $(BUILD)/liaison.pc: Makefile
 	printf 'prefix=$(PREFIX)\nlibdir=$${prefix}/lib\nincludedir=$${prefix}/include\n\nName: liaison\nDescription: Liaison client library (cross-border police message broker)\nVersion: $(VERSION)\nRequires.private: libzmq libprotobuf-c openssl\nLibs: -L$${libdir} -lliaison\nCflags: -I$${includedir}\n' > $@
 
 $(BUILD)/liaisond: $(call obj,broker/main.c) $(BROKER_OBJ) $(WIRE_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
 # The CLI links the shared library: it can only use what libliaison exports.
 $(BUILD)/liaison: $(call obj,$(CLI_SRC)) $(LIBSO)
-	$(CC) $(LDFLAGS) -o $@ $(call obj,$(CLI_SRC)) -L$(BUILD) -l:libliaison.so.$(VERSION) \
+	$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,$(CLI_SRC)) -L$(BUILD) -l:libliaison.so.$(VERSION) \
 	    -Wl,-rpath,'$$ORIGIN' $(PKG_LIBS)
 
-$(BUILD)/check_liaison: $(call obj,$(UNIT_SRC) $(INTEG_SRC)) $(BROKER_OBJ) $(LIB_OBJ)
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
+$(BUILD)/check_liaison: $(call obj,tests/check_liaison.c $(UNIT_SRC) $(INTEG_SRC)) $(BROKER_OBJ) $(LIB_OBJ)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
 
 $(BUILD)/bench_relay: $(call obj,tests/bench/bench_relay.c) $(LIBA)
-	$(CC) $(LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
 
 $(BUILD)/test-pki/.done: tests/integration/make-test-pki.sh deploy/pki/liaison-pki
 	bash tests/integration/make-test-pki.sh $(BUILD)/test-pki >/dev/null
@@ -95,7 +95,7 @@ check-run: all $(BUILD)/check_liaison $(BUILD)/test-pki/.done
 
 # The same suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 test-asan: deps
-	@$(MAKE) --no-print-directory BUILD=build/asan CFLAGS="-O1 -g -fno-omit-frame-pointer" \
+	@$(MAKE) --no-print-directory BUILD=build/asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	    SAN_FLAGS="-fsanitize=address,undefined -fno-sanitize-recover=undefined" check-run-asan
 
 check-run-asan: all $(BUILD)/check_liaison $(BUILD)/test-pki/.done

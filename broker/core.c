@@ -393,7 +393,6 @@ s_on_closed (core_t *self, uint64_t handle)
     if (!s)
         return;
     zhashx_delete (self->sessions, (void *) (uintptr_t) handle);
-    node_t *n = s->node;
     s_node_unlink (self, s);
     // Deliveries still queued: hand them to the node's other receiver if a
     // newer one exists, else tell their senders.
@@ -406,7 +405,6 @@ s_on_closed (core_t *self, uint64_t handle)
         bus_buf_unref (p->buf);
         free (p);
     }
-    (void) n;
     free (s);
 }
 
@@ -443,7 +441,6 @@ core_actor (void *pipe_v, void *args_v)
     zhashx_set_key_comparator (self.sessions, s_handle_cmp);
     zhashx_set_key_duplicator (self.sessions, NULL);
     zhashx_set_key_destructor (self.sessions, NULL);
-    zhashx_set_destructor (self.sessions, s_session_free);
     zhashx_set_destructor (self.nodes, s_node_free);
     self.bus = zmq_socket (zsys_init (), ZMQ_PAIR);
     int zero = 0;
@@ -452,10 +449,12 @@ core_actor (void *pipe_v, void *args_v)
     zmq_setsockopt (self.bus, ZMQ_LINGER, &zero, sizeof zero);
     if (zmq_bind (self.bus, args->bus_endpoint)) {
         log_event ("core-failed", "reason=%s", LOG_Q (zmq_strerror (errno)));
-        zsock_signal (pipe, 1);
+        zsock_signal (pipe, 0);
+        zstr_send (pipe, "FAILED");
         goto done;
     }
     zsock_signal (pipe, 0);
+    zstr_send (pipe, "OK");
     zmq_pollitem_t items[] = {{zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
                               {self.bus, 0, ZMQ_POLLIN, 0}};
     for (;;) {
@@ -489,6 +488,8 @@ core_actor (void *pipe_v, void *args_v)
         }
     }
 done:
+    for (void *item = zhashx_first (self.sessions); item; item = zhashx_next (self.sessions))
+        s_session_free (&item);
     zhashx_destroy (&self.sessions);
     zhashx_destroy (&self.nodes);
     // Drain anything left on the bus so no frame leaks.

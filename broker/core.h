@@ -15,8 +15,8 @@ typedef struct {
     const char *bus_endpoint; /* inproc endpoint the core binds */
 } core_args_t;
 
-/* CZMQ actor: void core_actor (zsock_t *pipe, void *args). Signals on the
-   pipe once bound; stops on $TERM. */
+/* CZMQ actor: void core_actor (zsock_t *pipe, void *args). Once started it
+   sends "OK" (bound) or "FAILED" on the pipe; stops on $TERM. */
 void core_actor (void *pipe, void *args);
 
 #endif

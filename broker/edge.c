@@ -332,7 +332,8 @@ edge_actor (void *pipe_v, void *args_v)
     self.tls = s_tls_load (self.cfg, err, sizeof err);
     if (!self.tls) {
         log_event ("startup-failed", "reason=%s", LOG_Q (err));
-        zsock_signal (pipe, 1);
+        zsock_signal (pipe, 0);
+        zstr_send (pipe, "FAILED");
         return;
     }
     self.bus = zmq_socket (zctx, ZMQ_PAIR);
@@ -348,7 +349,8 @@ edge_actor (void *pipe_v, void *args_v)
     if (zmq_connect (self.bus, args->bus_endpoint) || zmq_bind (self.stream, self.cfg->endpoint)) {
         log_event ("startup-failed", "endpoint=%s reason=%s", LOG_Q (self.cfg->endpoint),
                    LOG_Q (zmq_strerror (errno)));
-        zsock_signal (pipe, 1);
+        zsock_signal (pipe, 0);
+        zstr_send (pipe, "FAILED");
         goto done;
     }
     wire_conns_limits_t limits = {self.cfg->max_frame, (size_t) self.cfg->max_pending_bytes,
@@ -359,7 +361,7 @@ edge_actor (void *pipe_v, void *args_v)
     size_t elen = sizeof endpoint;
     zmq_getsockopt (self.stream, ZMQ_LAST_ENDPOINT, endpoint, &elen);
     zsock_signal (pipe, 0);
-    zstr_send (pipe, endpoint);
+    zstr_sendf (pipe, "OK %s", endpoint);
     log_event ("listening", "endpoint=%s crls=%d", endpoint, wire_tls_ctx_crl_count (self.tls));
     wire_tls_ctx_crl_check (self.tls, CRL_WARN_MS, s_crl_warn, NULL);
     self.next_crl_check = wire_clock_ms () + CRL_CHECK_EVERY_MS;

@@ -4,8 +4,8 @@
 
     Pipe commands: "RELOAD" (reload certificates and CRLs; replies "OK" or
     "FAILED <reason>"), "$TERM" (close every session with a Close frame and
-    stop). Once bound it signals 0 and then sends the bound endpoint as a
-    string; on failure it signals 1.                                         */
+    stop). Once started it sends "OK <bound endpoint>" or "FAILED" on the
+    pipe.                                         */
 #ifndef LIAISON_EDGE_H
 #define LIAISON_EDGE_H
 

@@ -113,21 +113,26 @@ main (int argc, char **argv)
     core_args_t core_args = {cfg, bus};
     edge_args_t edge_args = {cfg, bus};
     int rc = 1;
-    zactor_t *core = zactor_new ((zactor_fn *) core_actor, &core_args);
     zactor_t *edge = NULL;
-    if (!core || zsock_wait (core) != 0)
+    zactor_t *core = zactor_new ((zactor_fn *) core_actor, &core_args);
+    char *status = core ? zstr_recv (core) : NULL;
+    bool ok = status && streq (status, "OK");
+    zstr_free (&status);
+    if (!ok)
         goto done;
     edge = zactor_new ((zactor_fn *) edge_actor, &edge_args);
-    if (!edge || zsock_wait (edge) != 0)
-        goto done;
-    char *endpoint = zstr_recv (edge);
-    if (!endpoint || s_write_ready (cfg->state_dir, endpoint)) {
-        log_event ("startup-failed", "reason=%s", LOG_Q ("cannot write the ready file"));
-        zstr_free (&endpoint);
+    status = edge ? zstr_recv (edge) : NULL;
+    if (!status || strncmp (status, "OK ", 3) != 0) {
+        zstr_free (&status);
         goto done;
     }
-    log_event ("ready", "endpoint=%s pid=%d", endpoint, (int) getpid ());
-    zstr_free (&endpoint);
+    if (s_write_ready (cfg->state_dir, status + 3)) {
+        log_event ("startup-failed", "reason=%s", LOG_Q ("cannot write the ready file"));
+        zstr_free (&status);
+        goto done;
+    }
+    log_event ("ready", "endpoint=%s pid=%d", status + 3, (int) getpid ());
+    zstr_free (&status);
 
     zmq_pollitem_t items[] = {{NULL, sfd, ZMQ_POLLIN, 0}};
     for (;;) {

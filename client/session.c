@@ -245,7 +245,13 @@ s_on_close (void *arg, wire_conn_t *conn, bool opened, const char *reason)
     if (wire_conn_handle (conn) != self->conn)
         return;
     if (!self->error || self->state != ST_READY) {
-        if (self->state == ST_TLS || !opened)
+        // In TLS 1.3 our handshake completes before the broker has checked
+        // our certificate: its refusal arrives as an alert before Welcome.
+        if (self->state != ST_READY && strstr (reason, "alert") && !self->error)
+            s_seterr (self, LIAISON_EAUTH,
+                      "the broker refused this node's certificate (%s); check that it is "
+                      "issued by your jurisdiction CA, valid and not revoked", reason);
+        else if (self->state == ST_TLS || !opened)
             s_seterr (self, LIAISON_ETLS, "TLS handshake with %s failed: %s",
                       self->endpoint, reason);
         else if (!self->error)

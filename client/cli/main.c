@@ -1,0 +1,41 @@
+/*  liaison: the command-line client for liaison officers.                  */
+#include "cli.h"
+
+#include <string.h>
+
+static void
+s_usage (FILE *out)
+{
+    fprintf (out,
+             "usage: liaison COMMAND [FLAGS]\n"
+             "commands:\n"
+             "  send     send a message (MLA request or reply, case lead, evidence handoff)\n"
+             "  recv     receive messages for this node\n"
+             "  help     this text; 'liaison COMMAND --help' for a command\n"
+             "exit codes: 0 ok, 1 failure, 2 usage, 3 rejected by the broker, 4 timed out\n");
+}
+
+int
+main (int argc, char **argv)
+{
+    if (argc < 2) {
+        s_usage (stderr);
+        return CLI_USAGE;
+    }
+    const char *cmd = argv[1];
+    if (!strcmp (cmd, "send"))
+        return cmd_send (argc - 1, argv + 1);
+    if (!strcmp (cmd, "recv"))
+        return cmd_recv (argc - 1, argv + 1);
+    if (!strcmp (cmd, "help") || !strcmp (cmd, "--help") || !strcmp (cmd, "-h")) {
+        s_usage (stdout);
+        return CLI_OK;
+    }
+    if (!strcmp (cmd, "--version")) {
+        printf ("liaison 0.1.0\n");
+        return CLI_OK;
+    }
+    fprintf (stderr, "liaison: unknown command '%s'\n", cmd);
+    s_usage (stderr);
+    return CLI_USAGE;
+}
