@@ -17,10 +17,11 @@
 
 typedef enum {
     BUS_OPEN = 1,   /* edge->core: session admitted; ptr = bus_peer_t* */
-    BUS_FRAME,      /* edge->core: decoded frame; ptr = Liaison__Frame* */
+    BUS_FRAME,      /* edge->core: decoded frame; ptr = Liaison__Frame*, code = wire size */
     BUS_CLOSED,     /* edge->core: session gone */
     BUS_SEND,       /* core->edge: ptr = bus_buf_t* (one reference), a packed frame */
     BUS_KICK,       /* core->edge: send Error{code, ptr = char* detail} and close */
+    BUS_CREDIT,     /* core->edge: grant code frames and (uintptr_t) ptr bytes */
 } bus_kind_t;
 
 typedef struct {

@@ -22,8 +22,7 @@ typedef struct session {
     uint64_t handle;
     bus_peer_t peer;
     node_t *node;
-    uint32_t credit_frames;   /* Submit frames the peer may still send */
-    uint32_t done_frames;     /* processed since we last granted credit */
+    uint32_t done_frames;     /* Submits processed since we last granted credit */
     uint64_t done_bytes;
     bool receiver;
     uint32_t rx_frames;       /* deliveries we may still push to it */
@@ -182,24 +181,22 @@ s_deliver (core_t *self, session_t *rx, bus_buf_t *buf, session_t *from, const u
     return 0;
 }
 
-// Returns sending credit once half the window has been processed.
+// Returns sending credit once half the window has been processed. The
+// edge sends the Credit frame and raises its allowance as it does, so a
+// burst beyond the window is caught there, at arrival.
 static void
 s_credit_back (core_t *self, session_t *s, size_t bytes)
 {
     s->done_frames++;
     s->done_bytes += bytes;
-    if (s->done_frames < (self->cfg->credit_frames + 1) / 2)
+    if (s->done_frames < (self->cfg->credit_frames + 1) / 2
+        && s->done_bytes < self->cfg->credit_bytes / 2)
         return;
-    Liaison__Credit c = LIAISON__CREDIT__INIT;
-    c.frames = s->done_frames;
-    c.bytes = s->done_bytes;
-    Liaison__Frame f = LIAISON__FRAME__INIT;
-    f.kind_case = LIAISON__FRAME__KIND_CREDIT;
-    f.credit = &c;
-    s_send_frame (self, s->handle, &f);
-    s->credit_frames += s->done_frames;
-    s->done_frames = 0;
-    s->done_bytes = 0;
+    if (bus_send (self->bus, BUS_CREDIT, s->handle, s->done_frames,
+                  (void *) (uintptr_t) s->done_bytes) == 0) {
+        s->done_frames = 0;
+        s->done_bytes = 0;
+    }
 }
 
 static void
@@ -302,23 +299,15 @@ s_on_receive (core_t *self, session_t *s, const Liaison__Receive *rx)
     s_drain (self, s);
 }
 
+// Handles one frame of size bytes (as received) from a session.
 static void
-s_on_frame (core_t *self, uint64_t handle, Liaison__Frame *f)
+s_on_frame (core_t *self, uint64_t handle, Liaison__Frame *f, size_t size)
 {
     session_t *s = s_session (self, handle);
     if (!s)
         return;  // the session closed while this frame was on the bus
-    size_t size = 0;
     switch (f->kind_case) {
         case LIAISON__FRAME__KIND_SUBMIT:
-            if (s->credit_frames == 0) {
-                log_event ("session-kicked", "node=%s reason=credit-exceeded", s->peer.node_id);
-                s_kick (self, handle, LIAISON__ERROR_CODE__ERR_CREDIT,
-                        "sent beyond the credit the broker granted");
-                break;
-            }
-            s->credit_frames--;
-            size = liaison__frame__get_packed_size (f);
             s_on_submit (self, s, f, size);
             break;
         case LIAISON__FRAME__KIND_RECEIVE:
@@ -368,7 +357,6 @@ s_on_open (core_t *self, uint64_t handle, bus_peer_t *peer)
     s->handle = handle;
     s->peer = *peer;
     free (peer);
-    s->credit_frames = self->cfg->credit_frames;
     node_t *n = zhashx_lookup (self->nodes, s->peer.node_id);
     if (!n) {
         n = calloc (1, sizeof *n);
@@ -475,7 +463,7 @@ core_actor (void *pipe_v, void *args_v)
                     break;
                 case BUS_FRAME: {
                     Liaison__Frame *f = m.ptr;
-                    s_on_frame (&self, m.handle, f);
+                    s_on_frame (&self, m.handle, f, m.code);
                     wire_codec_free (&f);
                     break;
                 }

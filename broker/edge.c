@@ -17,6 +17,8 @@
 // Per-connection state kept by the edge.
 typedef struct {
     bool admitted;            /* Welcome sent; frames go to the core */
+    int64_t credit_frames;    /* Submits the peer may still send */
+    int64_t credit_bytes;
     char session_id[24];
 } peer_t;
 
@@ -123,6 +125,8 @@ s_hello (edge_t *self, wire_conn_t *conn, peer_t *p, Liaison__Frame *f)
         return -1;
     }
     p->admitted = true;
+    p->credit_frames = self->cfg->credit_frames;
+    p->credit_bytes = (int64_t) self->cfg->credit_bytes;
     wire_codec_send (conn, &out);
     log_event ("session-open", "node=%s jurisdiction=%s session=%s software=%s", id->node_id,
                id->jurisdiction, p->session_id, LOG_Q (f->hello->software));
@@ -148,12 +152,23 @@ s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
         wire_codec_free (&f);
         return rc;
     }
+    if (f->kind_case == LIAISON__FRAME__KIND_SUBMIT) {
+        p->credit_frames--;
+        p->credit_bytes -= (int64_t) size;
+        if (p->credit_frames < 0 || p->credit_bytes < 0) {
+            wire_codec_free (&f);
+            log_event ("session-kicked", "node=%s reason=credit-exceeded", id->node_id);
+            s_error (conn, LIAISON__ERROR_CODE__ERR_CREDIT, "credit-exceeded",
+                     "sent beyond the credit the broker granted", true);
+            return -1;
+        }
+    }
     // Heartbeats stop here; everything else is the core's.
     if (f->kind_case == LIAISON__FRAME__KIND_PING && !f->ping->want_reply) {
         wire_codec_free (&f);
         return 0;
     }
-    if (bus_send (self->bus, BUS_FRAME, wire_conn_handle (conn), 0, f)) {
+    if (bus_send (self->bus, BUS_FRAME, wire_conn_handle (conn), (uint32_t) size, f)) {
         wire_codec_free (&f);
         s_error (conn, LIAISON__ERROR_CODE__ERR_INTERNAL, "internal", "broker core unavailable", true);
         return -1;
@@ -305,6 +320,21 @@ s_from_core (edge_t *self)
                 bus_buf_unref (buf);
                 break;
             }
+            case BUS_CREDIT:
+                if (conn && wire_conn_user (conn)) {
+                    peer_t *p = wire_conn_user (conn);
+                    Liaison__Credit c = LIAISON__CREDIT__INIT;
+                    c.frames = m.code;
+                    c.bytes = (uint64_t) (uintptr_t) m.ptr;
+                    Liaison__Frame f = LIAISON__FRAME__INIT;
+                    f.kind_case = LIAISON__FRAME__KIND_CREDIT;
+                    f.credit = &c;
+                    if (wire_codec_send (conn, &f) == 0) {
+                        p->credit_frames += c.frames;
+                        p->credit_bytes += (int64_t) c.bytes;
+                    }
+                }
+                break;
             case BUS_KICK:
                 if (conn) {
                     if (m.code)
