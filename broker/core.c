@@ -296,6 +296,7 @@ s_on_receive (core_t *self, session_t *s, const Liaison__Receive *rx)
         log_event ("receiver-replaced", "node=%s", n->id);
     }
     n->receiver = s;
+    log_event ("receiver", "node=%s window=%u", n->id, rx->credit_frames);
     s_drain (self, s);
 }
 

@@ -452,6 +452,9 @@ done:
         }
     }
     zmq_close (self.bus);
+    // Let the goodbyes already queued reach the peers.
+    int linger = 1000;
+    zmq_setsockopt (self.stream, ZMQ_LINGER, &linger, sizeof linger);
     zmq_close (self.stream);
     wire_tls_ctx_destroy (&self.tls);
 }

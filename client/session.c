@@ -242,7 +242,8 @@ static void
 s_on_close (void *arg, wire_conn_t *conn, bool opened, const char *reason)
 {
     liaison_t *self = arg;
-    if (wire_conn_handle (conn) != self->conn)
+    // One connection per socket: before on_open its handle is not known yet.
+    if (self->conn && wire_conn_handle (conn) != self->conn)
         return;
     if (!self->error || self->state != ST_READY) {
         // In TLS 1.3 our handshake completes before the broker has checked

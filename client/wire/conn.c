@@ -13,7 +13,13 @@
 #define READ_CHUNK 65536
 #define SEND_CHUNK (256 * 1024)
 
-typedef enum { S_HANDSHAKE, S_OPEN, S_DEAD } state_t;
+#define DRAIN_MS 1000
+
+// A connection we close ourselves drains before ZeroMQ drops it: sending
+// [id][""] discards whatever the pipe still holds, the TLS alert or
+// close_notify that tells the peer why, so we wait for the peer to hang up
+// (it does on reading them) or for DRAIN_MS.
+typedef enum { S_HANDSHAKE, S_OPEN, S_DRAIN, S_DEAD } state_t;
 
 struct wire_conn {
     wire_conns_t *table;
@@ -34,6 +40,8 @@ struct wire_conn {
     wire_conn_t *hash_next;   /* routing id hash chain */
     wire_conn_t *dirty_next;  /* flush list */
     wire_conn_t *dead_next;   /* reap list */
+    wire_conn_t *drain_next;  /* drain list */
+    int64_t drain_until;
 };
 
 struct wire_conns {
@@ -50,6 +58,7 @@ struct wire_conns {
     size_t hash_size;         /* power of two */
     wire_conn_t *dirty;       /* connections with output to flush */
     wire_conn_t *dead;        /* connections to reap after callbacks */
+    wire_conn_t *draining;    /* closed by us, waiting for the peer to hang up */
     uint8_t *rbuf;            /* plaintext read buffer */
 };
 
@@ -171,7 +180,7 @@ wire_conns_destroy (wire_conns_t **self_p)
 static void
 s_mark_dirty (wire_conn_t *c)
 {
-    if (!c->dirty && c->state != S_DEAD) {
+    if (!c->dirty && c->state != S_DEAD && c->state != S_DRAIN) {
         c->dirty = true;
         c->dirty_next = c->table->dirty;
         c->table->dirty = c;
@@ -198,6 +207,12 @@ s_kill (wire_conn_t *c, const char *reason, bool notify_zmq)
         snprintf (c->reason, sizeof c->reason, "%s", reason);
     if (notify_zmq)
         s_send_disconnect (self, c->id, c->id_len);
+    if (c->state == S_DRAIN)
+        for (wire_conn_t **d = &self->draining; *d; d = &(*d)->drain_next)
+            if (*d == c) {
+                *d = c->drain_next;
+                break;
+            }
     c->state = S_DEAD;
     // Out of the hash at once, so a reused routing id starts afresh.
     wire_conn_t **p = s_hash_slot (self, c->id, c->id_len);
@@ -319,8 +334,7 @@ s_conn_input (wire_conns_t *self, wire_conn_t *c, const uint8_t *data, size_t si
             break;
         if (n < 0) {
             s_mark_dirty (c);
-            snprintf (c->reason, sizeof c->reason, "%s",
-                      wire_tls_peer_closed (c->tls) ? "peer closed" : wire_tls_reason (c->tls));
+            snprintf (c->reason, sizeof c->reason, "%s", wire_tls_reason (c->tls));
             c->closing = true;
             break;
         }
@@ -378,7 +392,7 @@ wire_conns_recv (wire_conns_t *self, int max)
         else if (c && size == 0)
             s_kill (c, c->state == S_HANDSHAKE ? "peer disconnected during handshake"
                                                : "peer disconnected", false);
-        else if (c)
+        else if (c && c->state != S_DRAIN)
             s_conn_input (self, c, zmq_msg_data (&data), size);
         zmq_msg_close (&idm);
         zmq_msg_close (&data);
@@ -438,7 +452,8 @@ wire_conn_close (wire_conn_t *c, const char *reason)
 {
     if (c->state == S_DEAD || c->closing)
         return;
-    snprintf (c->reason, sizeof c->reason, "%s", reason);
+    if (reason != c->reason)
+        snprintf (c->reason, sizeof c->reason, "%s", reason);
     c->closing = true;
     s_mark_dirty (c);
 }
@@ -483,14 +498,36 @@ s_conn_flush (wire_conns_t *self, wire_conn_t *c)
             return true;
         }
     }
-    if (c->closing)
-        s_kill (c, c->reason[0] ? c->reason : "closed", true);
+    if (c->closing) {
+        if (wire_tls_peer_closed (c->tls))
+            s_kill (c, c->reason[0] ? c->reason : "closed", true);
+        else {
+            c->state = S_DRAIN;
+            c->drain_until = wire_clock_ms () + DRAIN_MS;
+            c->drain_next = self->draining;
+            self->draining = c;
+        }
+    }
     return true;
 }
 
 bool
 wire_conns_flush (wire_conns_t *self)
 {
+    if (self->draining) {
+        int64_t now = wire_clock_ms ();
+        wire_conn_t **d = &self->draining;
+        while (*d) {
+            wire_conn_t *c = *d;
+            if (now >= c->drain_until) {
+                *d = c->drain_next;
+                c->state = S_OPEN;  // not draining any more: s_kill must not unlink it again
+                s_kill (c, c->reason[0] ? c->reason : "closed", true);
+            }
+            else
+                d = &c->drain_next;
+        }
+    }
     wire_conn_t *list = self->dirty;
     self->dirty = NULL;
     bool waiting = false;
@@ -498,7 +535,7 @@ wire_conns_flush (wire_conns_t *self)
         wire_conn_t *c = list;
         list = c->dirty_next;
         c->dirty = false;
-        if (c->state == S_DEAD)
+        if (c->state == S_DEAD || c->state == S_DRAIN)
             continue;
         if (!s_conn_flush (self, c) && c->state != S_DEAD) {
             s_mark_dirty (c);  // retry on the next pass
@@ -516,7 +553,7 @@ wire_conns_lookup (wire_conns_t *self, uint64_t handle)
     if (slot >= self->nslots)
         return NULL;
     wire_conn_t *c = self->slots[slot];
-    return c && c->handle == handle && c->state != S_DEAD ? c : NULL;
+    return c && c->handle == handle && c->state != S_DEAD && c->state != S_DRAIN ? c : NULL;
 }
 
 size_t
@@ -530,7 +567,7 @@ wire_conns_foreach (wire_conns_t *self, void (*fn) (void *, wire_conn_t *), void
 {
     for (size_t i = 0; i < self->nslots; i++) {
         wire_conn_t *c = self->slots[i];
-        if (c && c->state != S_DEAD)
+        if (c && c->state != S_DEAD && c->state != S_DRAIN)
             fn (arg, c);
     }
     s_reap (self);

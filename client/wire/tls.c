@@ -539,7 +539,7 @@ s_fail (wire_tls_t *self, int ssl_err, const char *what)
         ERR_clear_error ();
     }
     else if (ssl_err == SSL_ERROR_ZERO_RETURN) {
-        snprintf (self->reason, sizeof self->reason, "peer closed the session");
+        snprintf (self->reason, sizeof self->reason, "peer closed");
     }
     else
         s_ssl_error (self->reason, sizeof self->reason, what);
@@ -637,7 +637,8 @@ wire_tls_close (wire_tls_t *self)
 bool
 wire_tls_peer_closed (const wire_tls_t *self)
 {
-    return self->peer_closed;
+    // A close_notify or a fatal alert from the peer.
+    return self->peer_closed || (SSL_get_shutdown (self->ssl) & SSL_RECEIVED_SHUTDOWN);
 }
 
 const wire_identity_t *

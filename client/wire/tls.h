@@ -109,7 +109,7 @@ size_t wire_tls_pull (wire_tls_t *self, void *buf, size_t size);
 /* Queues a close_notify alert. */
 void wire_tls_close (wire_tls_t *self);
 
-/* True if the peer sent close_notify. */
+/* True if the peer sent close_notify or a fatal alert. */
 bool wire_tls_peer_closed (const wire_tls_t *self);
 
 /* The verified peer identity (after the handshake), borrowed. For a client

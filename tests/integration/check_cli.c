@@ -1,0 +1,138 @@
+/*  The liaison and liaisond command lines: exit codes and output.          */
+#include "harness.h"
+#include "suites.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+
+// Runs a command with the node's LIAISON_* environment, capturing stdout.
+static int
+s_run (broker_t *b, const char *node, char *out, size_t outlen, const char *args)
+{
+    char cmd[4096];
+    snprintf (cmd, sizeof cmd,
+              "LIAISON_ENDPOINT='%s' LIAISON_CERT='%s/nodes/%s/node.pem' "
+              "LIAISON_KEY='%s/nodes/%s/node.key' LIAISON_CA='%s/root/ca.pem' "
+              "LIAISON_HUB_CA='%s/hub/ca.pem' %s/liaison %s 2>&1",
+              b ? b->endpoint : "", b ? b->pki : "", node, b ? b->pki : "", node,
+              b ? b->pki : "", b ? b->pki : "", harness_build (), args);
+    FILE *p = popen (cmd, "r");
+    ck_assert_ptr_nonnull (p);
+    size_t n = fread (out, 1, outlen - 1, p);
+    out[n] = 0;
+    int st = pclose (p);
+    return WIFEXITED (st) ? WEXITSTATUS (st) : -1;
+}
+
+START_TEST (test_cli_send_recv_json)
+{
+    broker_t b;
+    harness_broker_start (&b, NULL);
+    char cmd[4096], out[8192];
+    // A receiver in the background, writing to a file.
+    snprintf (cmd, sizeof cmd,
+              "LIAISON_ENDPOINT='%s' LIAISON_CERT='%s/nodes/de-bka/node.pem' "
+              "LIAISON_KEY='%s/nodes/de-bka/node.key' LIAISON_CA='%s/root/ca.pem' "
+              "LIAISON_HUB_CA='%s/hub/ca.pem' %s/liaison recv --json --count 1 --wait-ms 8000 "
+              "> '%s/recv.out' 2>&1; echo $? > '%s/recv.rc'",
+              b.endpoint, b.pki, b.pki, b.pki, b.pki, harness_build (), b.dir, b.dir);
+    FILE *bg = popen (cmd, "w");
+    ck_assert (harness_log_wait (&b, "event=receiver node=de-bka", 0, 5000));
+    int rc = s_run (&b, "fr-pn", out, sizeof out,
+                    "send --to de-bka --type case-lead --tlp green --handling h1 --basis "
+                    "eu-2023-977 --case-ref 'FR \"lead\" 7' --body 'IBAN FR76 3000' --json");
+    ck_assert_msg (rc == 0, "send exit %d: %s", rc, out);
+    ck_assert_msg (strstr (out, "\"receipts\":[]") != NULL, "%s", out);
+    pclose (bg);
+    char path[400];
+    snprintf (path, sizeof path, "%s/recv.out", b.dir);
+    FILE *f = fopen (path, "r");
+    ck_assert_ptr_nonnull (f);
+    size_t n = fread (out, 1, sizeof out - 1, f);
+    out[n] = 0;
+    fclose (f);
+    ck_assert_msg (strstr (out, "\"sender\":\"fr-pn\"") != NULL, "%s", out);
+    ck_assert_msg (strstr (out, "\"type\":\"case-lead\"") != NULL, "%s", out);
+    ck_assert_msg (strstr (out, "\"tlp\":\"green\"") != NULL, "%s", out);
+    ck_assert_msg (strstr (out, "\"handling\":\"h1\"") != NULL, "%s", out);
+    ck_assert_msg (strstr (out, "\"case_ref\":\"FR \\\"lead\\\" 7\"") != NULL, "%s", out);
+    ck_assert_msg (strstr (out, "\"body\":\"IBAN FR76 3000\"") != NULL, "%s", out);
+    snprintf (path, sizeof path, "%s/recv.rc", b.dir);
+    f = fopen (path, "r");
+    ck_assert_ptr_nonnull (f);
+    ck_assert_int_eq (fgetc (f), '0');
+    fclose (f);
+    ck_assert_int_eq (harness_broker_stop (&b), 0);
+}
+END_TEST
+
+START_TEST (test_cli_exit_codes)
+{
+    broker_t b;
+    harness_broker_start (&b, NULL);
+    char out[8192];
+    // Rejected by the broker: 3, with the reason.
+    ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out, "send --to it-ps --body x"), 3);
+    ck_assert_msg (strstr (out, "rejected it-ps: recipient-offline") != NULL, "%s", out);
+    // Usage errors: 2.
+    ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out, "send --body x"), 2);
+    ck_assert (strstr (out, "--to") != NULL);
+    ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out, "send --to 'not an address!'"), 2);
+    ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out, "send --to de-bka --tlp purple"), 2);
+    ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out, "send --to de-bka --bogus"), 2);
+    ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out, "send --to de-bka --type mla-reply"), 2);
+    ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out, "frobnicate"), 2);
+    ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out, "send --help"), 0);
+    ck_assert (strstr (out, "--deadline-in") != NULL);
+    // Nothing to receive: 4.
+    ck_assert_int_eq (s_run (&b, "de-bka", out, sizeof out, "recv --wait-ms 300"), 4);
+    // A node the broker refuses: 1.
+    char args[2100];
+    snprintf (args, sizeof args, "send --cert '%s/bad/revoked/node.pem' --key '%s/bad/revoked/node.key' --to de-bka --body x",
+              b.pki, b.pki);
+    ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out, args), 1);
+    ck_assert_msg (strstr (out, "refused this node's certificate") != NULL, "%s", out);
+    ck_assert_int_eq (harness_broker_stop (&b), 0);
+}
+END_TEST
+
+START_TEST (test_cli_missing_environment)
+{
+    char out[4096];
+    FILE *p = popen ("env -u LIAISON_ENDPOINT build/liaison send --to de-bka --body x 2>&1; echo rc=$?", "r");
+    ck_assert_ptr_nonnull (p);
+    size_t n = fread (out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    pclose (p);
+    ck_assert_msg (strstr (out, "--endpoint is required (or set LIAISON_ENDPOINT)") != NULL, "%s", out);
+    ck_assert (strstr (out, "rc=2") != NULL);
+}
+END_TEST
+
+START_TEST (test_liaisond_usage)
+{
+    char cmd[512];
+    snprintf (cmd, sizeof cmd, "%s/liaisond --help >/dev/null", harness_build ());
+    ck_assert_int_eq (harness_sh ("%s", cmd), 0);
+    snprintf (cmd, sizeof cmd, "%s/liaisond 2>/dev/null", harness_build ());
+    ck_assert_int_eq (harness_sh ("%s", cmd), 2);
+    snprintf (cmd, sizeof cmd, "%s/liaisond -c /nonexistent.cfg 2>/dev/null", harness_build ());
+    ck_assert_int_eq (harness_sh ("%s", cmd), 2);
+}
+END_TEST
+
+Suite *
+cli_suite (void)
+{
+    Suite *s = suite_create ("cli");
+    TCase *tc = tcase_create ("commands");
+    tcase_set_timeout (tc, 60);
+    tcase_add_test (tc, test_cli_send_recv_json);
+    tcase_add_test (tc, test_cli_exit_codes);
+    tcase_add_test (tc, test_cli_missing_environment);
+    tcase_add_test (tc, test_liaisond_usage);
+    suite_add_tcase (s, tc);
+    return s;
+}
