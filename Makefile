@@ -80,7 +80,7 @@ $(BUILD)/check_liaison: $(call obj,tests/check_liaison.c $(UNIT_SRC) $(INTEG_SRC
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) $(CHECK_LIBS)
 
 $(BUILD)/bench_relay: $(call obj,tests/bench/bench_relay.c) $(LIBA)
-	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
 
 $(BUILD)/test-pki/.done: tests/integration/make-test-pki.sh deploy/pki/liaison-pki
 	bash tests/integration/make-test-pki.sh $(BUILD)/test-pki >/dev/null
