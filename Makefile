@@ -38,7 +38,8 @@ LIBSONAME = libliaison.so.$(SOMAJOR)
 
 all: $(BUILD)/liaisond $(BUILD)/liaison $(LIBA) $(LIBSO) $(BUILD)/liaison.pc
 
-.PHONY: all deps test test-asan bench fuzz fuzz-run demo install format clean check-run
+.PHONY: all deps test test-asan bench bench-run fuzz fuzz-build fuzz-run demo install format clean \
+        check-run check-run-asan
 
 deps:
 	@sh deploy/deps.sh
@@ -110,17 +111,24 @@ bench-run: all $(BUILD)/bench_relay $(BUILD)/test-pki/.done
 	LIAISON_BUILD=$(BUILD) LIAISON_PKI=$(BUILD)/test-pki $(BUILD)/bench_relay
 
 # libFuzzer targets, built with clang into build/fuzz.
+FUZZ_SECONDS ?= 30
 FUZZ_CFLAGS = -g -O1 -std=gnu11 -D_GNU_SOURCE -fsanitize=fuzzer,address,undefined \
               -I$(BUILD)/gen -Iclient/wire -Iclient -Ibroker $(PKG_CFLAGS)
 FUZZ_WIRE = $(WIRE_SRC) $(BUILD)/gen/liaison.pb-c.c
-fuzz: deps $(GEN)
+fuzz: deps
+	@$(MAKE) --no-print-directory fuzz-build
+
+fuzz-build: $(GEN)
 	@mkdir -p $(BUILD)/fuzz
 	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_frame tests/fuzz/fuzz_frame.c $(FUZZ_WIRE) $(PKG_LIBS)
+	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_config tests/fuzz/fuzz_config.c broker/config.c $(PKG_LIBS)
 
-# A short fuzzing run (CI): 30 seconds per target.
+# A short fuzzing run (CI): FUZZ_SECONDS per target.
 fuzz-run: fuzz
-	@mkdir -p $(BUILD)/fuzz/corpus-frame
-	$(BUILD)/fuzz/fuzz_frame -max_total_time=30 -max_len=70000 $(BUILD)/fuzz/corpus-frame
+	@mkdir -p $(BUILD)/fuzz/corpus-frame $(BUILD)/fuzz/corpus-config
+	cp deploy/liaisond.cfg $(BUILD)/fuzz/corpus-config/
+	$(BUILD)/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=70000 $(BUILD)/fuzz/corpus-frame
+	$(BUILD)/fuzz/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(BUILD)/fuzz/corpus-config
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -20,7 +20,8 @@ typedef enum {
     BUS_FRAME,      /* edge->core: decoded frame; ptr = Liaison__Frame*, code = wire size */
     BUS_CLOSED,     /* edge->core: session gone */
     BUS_SEND,       /* core->edge: ptr = bus_buf_t* (one reference), a packed frame */
-    BUS_KICK,       /* core->edge: send Error{code, ptr = char* detail} and close */
+    BUS_KICK,       /* core->edge: send Error{code, ptr = bus_kick_t*} and close;
+                       code 0 and ptr NULL: close without an Error */
     BUS_CREDIT,     /* core->edge: grant code frames and (uintptr_t) ptr bytes */
 } bus_kind_t;
 
@@ -38,6 +39,12 @@ typedef struct {
     char org[65];
     char serial[41];
 } bus_peer_t;
+
+/* Why the core closes a session. */
+typedef struct {
+    char reason[48];     /* token, "unexpected-frame" */
+    char detail[200];    /* human text */
+} bus_kick_t;
 
 /* A packed frame shared by several deliveries: reference counted. */
 typedef struct {

@@ -94,12 +94,20 @@ s_send_frame (core_t *self, uint64_t handle, const Liaison__Frame *f)
         s_send_buf (self, handle, buf);
 }
 
+// Asks the edge to close a session, with an Error unless code is 0.
 static void
-s_kick (core_t *self, uint64_t handle, int code, const char *detail)
+s_kick (core_t *self, uint64_t handle, int code, const char *reason, const char *detail)
 {
-    char *copy = detail ? strdup (detail) : NULL;
-    if (bus_send (self->bus, BUS_KICK, handle, (uint32_t) code, copy))
-        free (copy);
+    bus_kick_t *k = NULL;
+    if (code) {
+        k = calloc (1, sizeof *k);
+        if (k) {
+            snprintf (k->reason, sizeof k->reason, "%s", reason);
+            snprintf (k->detail, sizeof k->detail, "%s", detail);
+        }
+    }
+    if (bus_send (self->bus, BUS_KICK, handle, (uint32_t) code, k))
+        free (k);
 }
 
 static void
@@ -335,12 +343,12 @@ s_on_frame (core_t *self, uint64_t handle, Liaison__Frame *f, size_t size)
         case LIAISON__FRAME__KIND_ACK:
             break;  // DELIVERED/READ receipts arrive with the store
         case LIAISON__FRAME__KIND_CLOSE:
-            s_kick (self, handle, 0, NULL);
+            s_kick (self, handle, 0, NULL, NULL);
             break;
         default:
             log_event ("session-kicked", "node=%s reason=unexpected-frame kind=%d",
                        s->peer.node_id, (int) f->kind_case);
-            s_kick (self, handle, LIAISON__ERROR_CODE__ERR_UNEXPECTED,
+            s_kick (self, handle, LIAISON__ERROR_CODE__ERR_UNEXPECTED, "unexpected-frame",
                     "frame not valid from a client after Welcome");
             break;
     }
@@ -352,7 +360,7 @@ s_on_open (core_t *self, uint64_t handle, bus_peer_t *peer)
     session_t *s = calloc (1, sizeof *s);
     if (!s) {
         free (peer);
-        s_kick (self, handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "broker out of memory");
+        s_kick (self, handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "exhausted", "broker out of memory");
         return;
     }
     s->handle = handle;
@@ -363,7 +371,7 @@ s_on_open (core_t *self, uint64_t handle, bus_peer_t *peer)
         n = calloc (1, sizeof *n);
         if (!n) {
             free (s);
-            s_kick (self, handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "broker out of memory");
+            s_kick (self, handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "exhausted", "broker out of memory");
             return;
         }
         snprintf (n->id, sizeof n->id, "%s", s->peer.node_id);

@@ -335,15 +335,15 @@ s_from_core (edge_t *self)
                     }
                 }
                 break;
-            case BUS_KICK:
-                if (conn) {
-                    if (m.code)
-                        s_error (conn, (int) m.code, "refused", m.ptr, true);
-                    else
-                        wire_conn_close (conn, "closed by peer");
-                }
-                free (m.ptr);
+            case BUS_KICK: {
+                bus_kick_t *k = m.ptr;
+                if (conn && k)
+                    s_error (conn, (int) m.code, k->reason, k->detail, true);
+                else if (conn)
+                    wire_conn_close (conn, "closed by peer");
+                free (k);
                 break;
+            }
             default:
                 break;
         }
