@@ -171,6 +171,16 @@ s_verify_cb (int ok, X509_STORE_CTX *store)
         X509_STORE_CTX_set_error (store, X509_V_ERR_APPLICATION_VERIFICATION);
         return 0;
     }
+    // OpenSSL's purpose check lets a leaf without extendedKeyUsage through;
+    // ours must name the use explicitly.
+    uint32_t want = self->ctx->server ? XKU_SSL_CLIENT : XKU_SSL_SERVER;
+    if (!(X509_get_extension_flags (leaf) & EXFLAG_XKUSAGE)
+        || !(X509_get_extended_key_usage (leaf) & want)) {
+        snprintf (self->reason, sizeof self->reason, "certificate lacks extended key usage %s",
+                  self->ctx->server ? "clientAuth" : "serverAuth");
+        X509_STORE_CTX_set_error (store, X509_V_ERR_APPLICATION_VERIFICATION);
+        return 0;
+    }
     if (self->ctx->server) {
         if (s_node_identity (leaf, &self->peer, self->reason, sizeof self->reason)) {
             X509_STORE_CTX_set_error (store, X509_V_ERR_APPLICATION_VERIFICATION);
@@ -370,6 +380,8 @@ wire_tls_ctx_new_client (const wire_tls_config_t *cfg, char *err, size_t errlen)
     if (!ok) {
         ERR_clear_error ();
         ok = X509_VERIFY_PARAM_set1_host (param, cfg->server_name, 0);
+        // The name must be in subjectAltName; never fall back to the CN.
+        X509_VERIFY_PARAM_set_hostflags (param, X509_CHECK_FLAG_NEVER_CHECK_SUBJECT);
     }
     if (ok && cfg->crl_dir) {
         int crls = s_load_crls (SSL_CTX_get_cert_store (ctx), cfg->crl_dir, err, errlen);
