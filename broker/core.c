@@ -7,6 +7,7 @@
 #include "log.h"
 
 #include <czmq.h>
+#include <openssl/crypto.h>
 
 typedef struct node node_t;
 
@@ -500,4 +501,5 @@ done:
             free (m.ptr);
     }
     zmq_close (self.bus);
+    OPENSSL_thread_stop ();
 }

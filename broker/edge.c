@@ -9,6 +9,7 @@
 #include "tls.h"
 
 #include <czmq.h>
+#include <openssl/crypto.h>
 
 #define TICK_MS 250
 #define CRL_WARN_MS (24 * 3600 * 1000LL)
@@ -282,14 +283,6 @@ s_reload (edge_t *self, zsock_t *pipe)
 }
 
 static void
-s_free_user (void *arg, wire_conn_t *conn)
-{
-    free (wire_conn_user (conn));
-    wire_conn_set_user (conn, NULL);
-    (void) arg;
-}
-
-static void
 s_say_goodbye (void *arg, wire_conn_t *conn)
 {
     peer_t *p = wire_conn_user (conn);
@@ -438,8 +431,6 @@ edge_actor (void *pipe_v, void *args_v)
         zmq_poll (NULL, 0, 10);
     log_event ("stopped", "sessions=%zu", wire_conns_count (self.conns));
 done:
-    if (self.conns)
-        wire_conns_foreach (self.conns, s_free_user, NULL);
     wire_conns_destroy (&self.conns);
     {
         // Frames the core sent that were never taken.
@@ -457,4 +448,7 @@ done:
     zmq_setsockopt (self.stream, ZMQ_LINGER, &linger, sizeof linger);
     zmq_close (self.stream);
     wire_tls_ctx_destroy (&self.tls);
+    // Free this thread's OpenSSL state now: at process exit it would race
+    // with OpenSSL's own cleanup.
+    OPENSSL_thread_stop ();
 }

@@ -245,17 +245,18 @@ s_on_close (void *arg, wire_conn_t *conn, bool opened, const char *reason)
     // One connection per socket: before on_open its handle is not known yet.
     if (self->conn && wire_conn_handle (conn) != self->conn)
         return;
-    if (!self->error || self->state != ST_READY) {
+    // The first reason recorded (an Error frame, a timeout) stays.
+    if (!self->error) {
         // In TLS 1.3 our handshake completes before the broker has checked
         // our certificate: its refusal arrives as an alert before Welcome.
-        if (self->state != ST_READY && strstr (reason, "alert") && !self->error)
+        if (self->state != ST_READY && strstr (reason, "alert"))
             s_seterr (self, LIAISON_EAUTH,
                       "the broker refused this node's certificate (%s); check that it is "
                       "issued by your jurisdiction CA, valid and not revoked", reason);
         else if (self->state == ST_TLS || !opened)
             s_seterr (self, LIAISON_ETLS, "TLS handshake with %s failed: %s",
                       self->endpoint, reason);
-        else if (!self->error)
+        else
             s_seterr (self, LIAISON_ECLOSED, "connection to the broker closed: %s", reason);
     }
     self->conn = 0;

@@ -2,7 +2,7 @@
 # Installs the Debian 12 packages Liaison needs to build, test, fuzz and demo.
 # As root it runs apt-get; otherwise it prints the exact command to run.
 set -eu
-PKGS="build-essential pkg-config libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev openssl check libsqlite3-dev clang libclang-rt-14-dev xxd"
+PKGS="build-essential pkg-config libzmq3-dev libczmq-dev libprotobuf-c-dev protobuf-c-compiler libssl-dev openssl check libsqlite3-dev clang libclang-rt-14-dev"
 missing=""
 for p in $PKGS; do
     if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then

@@ -150,6 +150,8 @@ wire_conns_set_ctx (wire_conns_t *self, wire_tls_ctx_t *ctx)
     self->ctx = wire_tls_ctx_ref (ctx);
 }
 
+static void s_reap (wire_conns_t *self);
+
 static void
 s_conn_free (wire_conn_t *c)
 {
@@ -165,9 +167,15 @@ wire_conns_destroy (wire_conns_t **self_p)
     if (!self_p || !*self_p)
         return;
     wire_conns_t *self = *self_p;
-    for (size_t i = 0; i < self->nslots; i++)
-        if (self->slots[i])
-            s_conn_free (self->slots[i]);
+    s_reap (self);
+    for (size_t i = 0; i < self->nslots; i++) {
+        wire_conn_t *c = self->slots[i];
+        if (!c)
+            continue;
+        if (self->handler.on_close)
+            self->handler.on_close (self->arg, c, c->opened, "shutting down");
+        s_conn_free (c);
+    }
     free (self->slots);
     free (self->gens);
     free (self->hash);

@@ -44,7 +44,8 @@ wire_conns_t *wire_conns_new (void *socket, wire_tls_ctx_t *ctx,
                               const wire_conns_limits_t *limits,
                               const wire_conns_handler_t *handler, void *arg);
 
-/* Closes every connection (no callbacks) and frees the table. NULL-safe. */
+/* Drops every connection (calling on_close for each, reason "shutting
+   down") and frees the table. NULL-safe. */
 void wire_conns_destroy (wire_conns_t **self_p);
 
 /* New connections use ctx from now on (live ones keep theirs). Takes a
