@@ -118,8 +118,11 @@ s_number (zconfig_t *root, const char *key, uint64_t def, uint64_t min, uint64_t
 static char *
 s_string (zconfig_t *root, const char *key, const char *def)
 {
-    const char *v = zconfig_get (root, key, def);
-    return v && v[0] ? strdup (v) : NULL;
+    // A key present without a value (or with "") counts as absent.
+    const char *v = zconfig_get (root, key, NULL);
+    if (!v || !v[0])
+        v = def;
+    return v ? strdup (v) : NULL;
 }
 
 config_t *

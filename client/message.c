@@ -230,8 +230,10 @@ liaison_message_set_evaluation (liaison_message_t *msg, char source, int informa
 int
 liaison_message_set_legal_basis (liaison_message_t *msg, const char *basis)
 {
-    if (basis && strpbrk (basis, " \t"))
-        return LIAISON_EINVAL;
+    // A name of printable ASCII, as the codec requires on the wire.
+    for (const char *p = basis; p && *p; p++)
+        if ((unsigned char) *p <= 0x20 || (unsigned char) *p >= 0x7f)
+            return LIAISON_EINVAL;
     return s_set_str (&msg->env->legal_basis, basis, WIRE_MAX_NAME);
 }
 
@@ -246,7 +248,7 @@ liaison_message_set_sender (liaison_message_t *msg, const char *node_id)
 {
     if (!node_id || (node_id[0] && !wire_node_id_valid (node_id)))
         return LIAISON_EINVAL;
-    return s_set_str (&msg->env->sender, node_id, WIRE_NODE_ID_MAX);
+    return s_set_str (&msg->env->sender, node_id, WIRE_NODE_ID_MAX - 1);
 }
 
 int

@@ -17,7 +17,7 @@
 #include <stdint.h>
 
 #define WIRE_TLS_ALPN "liaison/1"
-#define WIRE_NODE_ID_MAX 33     /* 2 + 1 + 30, plus NUL */
+#define WIRE_NODE_ID_MAX 34     /* 2 + 1 + 30 characters, plus NUL */
 
 typedef struct wire_tls_ctx wire_tls_ctx_t;
 typedef struct wire_tls wire_tls_t;
