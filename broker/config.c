@@ -60,7 +60,7 @@ s_precheck (const char *path, const char *text, char *err, size_t len)
             indent++;
         if (indent < n && p[indent] == '\t')
             return s_fail (err, len, path, "line %d: indent with 4 spaces, not tabs", line);
-        if (indent < n && p[indent] != '#' && indent % 4)
+        if (indent < n && indent % 4)
             return s_fail (err, len, path,
                            "line %d: indentation must be a multiple of 4 spaces", line);
         for (size_t i = 0; i < n; i++)

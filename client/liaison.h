@@ -163,6 +163,10 @@ LIAISON_EXPORT const char *liaison_message_legal_basis (const liaison_message_t 
 LIAISON_EXPORT const char *liaison_message_case_ref (const liaison_message_t *msg);
 /* NULL when the message replies to nothing. */
 LIAISON_EXPORT const uint8_t *liaison_message_in_reply_to (const liaison_message_t *msg);
+/* The evaluation: LIAISON_OK with *source ('A', 'B', 'C' or 'X') and
+   *information (1-4), or LIAISON_ENOTFOUND when the message carries none. */
+LIAISON_EXPORT int liaison_message_evaluation (const liaison_message_t *msg, char *source,
+                                               int *information);
 LIAISON_EXPORT int64_t liaison_message_created (const liaison_message_t *msg);
 LIAISON_EXPORT int64_t liaison_message_deadline (const liaison_message_t *msg);
 LIAISON_EXPORT int64_t liaison_message_expires (const liaison_message_t *msg);

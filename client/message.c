@@ -295,6 +295,19 @@ int64_t liaison_message_deadline (const liaison_message_t *m) { return m->env->d
 int64_t liaison_message_expires (const liaison_message_t *m) { return m->env->expires_ms; }
 size_t liaison_message_recipient_count (const liaison_message_t *m) { return m->env->n_recipients; }
 
+int
+liaison_message_evaluation (const liaison_message_t *m, char *source, int *information)
+{
+    const Liaison__Evaluation *ev = m->env->evaluation;
+    if (!ev || !ev->source[0] || ev->information == 0)
+        return LIAISON_ENOTFOUND;
+    if (source)
+        *source = ev->source[0];
+    if (information)
+        *information = (int) ev->information;
+    return LIAISON_OK;
+}
+
 const uint8_t *
 liaison_message_in_reply_to (const liaison_message_t *m)
 {

@@ -386,6 +386,10 @@ s_print_message (const liaison_message_t *m, int json)
         s_json_field ("handling_note", liaison_message_handling_note (m), 1);
         s_json_field ("legal_basis", liaison_message_legal_basis (m), 1);
         s_json_field ("case_ref", liaison_message_case_ref (m), 1);
+        char src;
+        int info;
+        if (liaison_message_evaluation (m, &src, &info) == LIAISON_OK)
+            printf (",\"evaluation\":\"%c%d\"", src, info);
         printf (",\"in_reply_to\":\"%s\",\"created\":\"%s\",\"deadline\":\"%s\",\"expires\":\"%s\","
                 "\"recipients\":[",
                 reply, created, deadline, expires);
@@ -418,6 +422,10 @@ s_print_message (const liaison_message_t *m, int json)
                     liaison_message_case_ref (m));
         if (reply[0])
             printf ("  in reply to: %s\n", reply);
+        char src;
+        int info;
+        if (liaison_message_evaluation (m, &src, &info) == LIAISON_OK)
+            printf ("  evaluation: %c%d\n", src, info);
         printf ("  created: %s  deadline: %s\n", created, deadline);
         if (s_is_text (body, blen))
             printf ("  body (%zu bytes):\n%.*s\n", blen, (int) blen, body);

@@ -87,7 +87,7 @@ wire_frame_reader_destroy (wire_frame_reader_t **self_p)
 size_t
 wire_frame_reader_pending (const wire_frame_reader_t *self)
 {
-    return self->header_have + self->have;
+    return self->want ? WIRE_FRAME_HEADER + self->have : self->header_have;
 }
 
 // Makes room for `more` body bytes, growing geometrically but never beyond

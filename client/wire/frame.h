@@ -55,7 +55,8 @@ wire_frame_status_t wire_frame_reader_feed (wire_frame_reader_t *self,
                                             const uint8_t *data, size_t size,
                                             wire_frame_fn *fn, void *arg);
 
-/* Bytes of an unfinished frame the reader holds (0 between frames). */
+/* Bytes of the unfinished frame received so far, length prefix included
+   (0 between frames). */
 size_t wire_frame_reader_pending (const wire_frame_reader_t *self);
 
 /* Human text for a status. */

@@ -2,6 +2,7 @@
 #include "tls.h"
 
 #include <ctype.h>
+#include <pthread.h>
 #include <dirent.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -39,6 +40,13 @@ struct wire_tls {
 };
 
 static int s_ex_index = -1;  /* SSL ex_data slot: the wire_tls_t */
+static pthread_once_t s_ex_once = PTHREAD_ONCE_INIT;
+
+static void
+s_ex_init (void)
+{
+    s_ex_index = SSL_get_ex_new_index (0, NULL, NULL, NULL, NULL);
+}
 
 // Formats the OpenSSL error queue (or `fallback`) into buf, clearing it.
 static void
@@ -149,9 +157,10 @@ s_verify_cb (int ok, X509_STORE_CTX *store)
     SSL *ssl = X509_STORE_CTX_get_ex_data (store, SSL_get_ex_data_X509_STORE_CTX_idx ());
     wire_tls_t *self = ssl ? SSL_get_ex_data (ssl, s_ex_index) : NULL;
     if (!self)
-        return ok;
+        return 0;  // never verify without our checks
     int depth = X509_STORE_CTX_get_error_depth (store);
     if (!ok) {
+        memset (&self->peer, 0, sizeof self->peer);
         if (!self->reason[0]) {
             int e = X509_STORE_CTX_get_error (store);
             snprintf (self->reason, sizeof self->reason,
@@ -183,6 +192,7 @@ s_verify_cb (int ok, X509_STORE_CTX *store)
     }
     if (self->ctx->server) {
         if (s_node_identity (leaf, &self->peer, self->reason, sizeof self->reason)) {
+            memset (&self->peer, 0, sizeof self->peer);  // never an unverified id
             X509_STORE_CTX_set_error (store, X509_V_ERR_APPLICATION_VERIFICATION);
             return 0;
         }
@@ -265,8 +275,7 @@ s_load_crls (X509_STORE *store, const char *dir, char *err, size_t errlen)
 static SSL_CTX *
 s_ctx_common (const wire_tls_config_t *cfg, bool server, char *err, size_t errlen)
 {
-    if (s_ex_index < 0)
-        s_ex_index = SSL_get_ex_new_index (0, NULL, NULL, NULL, NULL);
+    pthread_once (&s_ex_once, s_ex_init);
     SSL_CTX *ctx = SSL_CTX_new (server ? TLS_server_method () : TLS_client_method ());
     if (!ctx) {
         s_ssl_error (err, errlen, "cannot create TLS context");

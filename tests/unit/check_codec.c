@@ -20,7 +20,7 @@ typedef struct {
     uint8_t id[WIRE_ID_LEN + 1];
     uint8_t reply[WIRE_ID_LEN];
     uint8_t body[5];
-    char text[300];          /* scratch for over-long strings */
+    char text[300]; /* scratch for over-long strings */
 } fixture_t;
 
 static fixture_t *
@@ -413,8 +413,7 @@ START_TEST (test_codec_receipt)
     ck_assert_uint_eq (out->receipt->log_index, 77);
     wire_codec_free (&out);
 
-    for (int s = LIAISON__RECEIPT_STATUS__ACCEPTED; s <= LIAISON__RECEIPT_STATUS__EXPIRED;
-         s++) {
+    for (int s = LIAISON__RECEIPT_STATUS__ACCEPTED; s <= LIAISON__RECEIPT_STATUS__EXPIRED; s++) {
         r.status = (Liaison__ReceiptStatus) s;
         out = s_round_trip (&f, &err);
         ck_assert_msg (out != NULL, "receipt status %d refused", s);
@@ -486,18 +485,18 @@ START_TEST (test_codec_garbage)
         const char *data;
         size_t size;
     } cases[] = {
-        {"\xff\xff\xff\xff", 4},        /* wire type 7 */
-        {"\x08\x80", 2},                /* truncated varint */
-        {"\x08\x01", 2},                /* hello as a varint */
-        {"\x0a\x05\x08\x01", 4},        /* hello longer than the input */
-        {"\x3a\x02\x0a\x7f", 4},        /* envelope inside, truncated */
+        {"\xff\xff\xff\xff", 4},         /* wire type 7 */
+        {"\x08\x80", 2},                 /* truncated varint */
+        {"\x08\x01", 2},                 /* hello as a varint */
+        {"\x0a\x05\x08\x01", 4},         /* hello longer than the input */
+        {"\x3a\x02\x0a\x7f", 4},         /* envelope inside, truncated */
         {"\x0a\x80\x80\x80\x80\x10", 6}, /* length beyond 4 GiB */
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         wire_codec_error_t err;
         memset (&err, 0, sizeof err);
-        Liaison__Frame *f = wire_codec_decode ((const uint8_t *) cases[i].data,
-                                               cases[i].size, &err);
+        Liaison__Frame *f =
+            wire_codec_decode ((const uint8_t *) cases[i].data, cases[i].size, &err);
         ck_assert_msg (f == NULL, "garbage case %zu decoded", i);
         ck_assert_int_eq (err.code, MALFORMED);
         ck_assert_str_eq (err.reason, "bad-protobuf");
@@ -556,12 +555,12 @@ END_TEST
 
 typedef void (mutate_fn) (fixture_t *f, Liaison__Envelope *e);
 
-#define MUTATION(name, body)                                                 \
-    static void name (fixture_t *f, Liaison__Envelope *e)                    \
-    {                                                                        \
-        (void) f;                                                            \
-        (void) e;                                                            \
-        body;                                                                \
+#define MUTATION(name, body)                                                                       \
+    static void name (fixture_t *f, Liaison__Envelope *e)                                          \
+    {                                                                                              \
+        (void) f;                                                                                  \
+        (void) e;                                                                                  \
+        body;                                                                                      \
     }
 
 MUTATION (m_none, )
@@ -630,7 +629,7 @@ MUTATION (m_sender_ok, e->sender = "fr-pn")
 static const struct {
     const char *name;
     mutate_fn *mutate;
-    const char *reason;      /* NULL: accepted */
+    const char *reason; /* NULL: accepted */
 } s_envelope_cases[] = {
     {"valid", m_none, NULL},
     {"id of 15 bytes", m_id_15, "bad-id"},

@@ -74,8 +74,7 @@ START_TEST (test_message_recipients)
 {
     liaison_message_t *m = s_new ();
     ck_assert_int_eq (liaison_message_add_recipient (m, LIAISON_TO_NODE, "de-bka"), LIAISON_OK);
-    ck_assert_int_eq (liaison_message_add_recipient (m, LIAISON_TO_JURISDICTION, "IT"),
-                      LIAISON_OK);
+    ck_assert_int_eq (liaison_message_add_recipient (m, LIAISON_TO_JURISDICTION, "IT"), LIAISON_OK);
     ck_assert_int_eq (liaison_message_add_recipient (m, LIAISON_TO_GROUP, "eu"), LIAISON_OK);
     ck_assert_uint_eq (liaison_message_recipient_count (m), 3);
     liaison_recipient_kind_t kind = 0;
@@ -93,14 +92,22 @@ START_TEST (test_message_recipients)
         liaison_recipient_kind_t kind;
         const char *name;
     } bad[] = {
-        {LIAISON_TO_NODE, "DE"},       {LIAISON_TO_NODE, "eu"},
-        {LIAISON_TO_NODE, "De-bka"},   {LIAISON_TO_NODE, "de_bka"},
-        {LIAISON_TO_NODE, "de-"},      {LIAISON_TO_NODE, ""},
-        {LIAISON_TO_NODE, NULL},       {LIAISON_TO_JURISDICTION, "de-bka"},
-        {LIAISON_TO_JURISDICTION, "de"}, {LIAISON_TO_JURISDICTION, "DEU"},
-        {LIAISON_TO_JURISDICTION, ""}, {LIAISON_TO_GROUP, "DE"},
-        {LIAISON_TO_GROUP, "Eu"},      {LIAISON_TO_GROUP, "1eu"},
-        {LIAISON_TO_GROUP, "e u"},     {LIAISON_TO_GROUP, ""},
+        {LIAISON_TO_NODE, "DE"},
+        {LIAISON_TO_NODE, "eu"},
+        {LIAISON_TO_NODE, "De-bka"},
+        {LIAISON_TO_NODE, "de_bka"},
+        {LIAISON_TO_NODE, "de-"},
+        {LIAISON_TO_NODE, ""},
+        {LIAISON_TO_NODE, NULL},
+        {LIAISON_TO_JURISDICTION, "de-bka"},
+        {LIAISON_TO_JURISDICTION, "de"},
+        {LIAISON_TO_JURISDICTION, "DEU"},
+        {LIAISON_TO_JURISDICTION, ""},
+        {LIAISON_TO_GROUP, "DE"},
+        {LIAISON_TO_GROUP, "Eu"},
+        {LIAISON_TO_GROUP, "1eu"},
+        {LIAISON_TO_GROUP, "e u"},
+        {LIAISON_TO_GROUP, ""},
         {(liaison_recipient_kind_t) 0, "de-bka"},
         {(liaison_recipient_kind_t) 4, "eu"},
     };
@@ -123,8 +130,7 @@ START_TEST (test_message_recipient_limit)
         ck_assert_int_eq (liaison_message_add_recipient (m, LIAISON_TO_GROUP, "g"), LIAISON_OK);
     ck_assert_uint_eq (liaison_message_recipient_count (m), 256);
     ck_assert_int_eq (liaison_message_add_recipient (m, LIAISON_TO_GROUP, "g"), LIAISON_EINVAL);
-    ck_assert_int_eq (liaison_message_add_recipient (m, LIAISON_TO_NODE, "fr-pn"),
-                      LIAISON_EINVAL);
+    ck_assert_int_eq (liaison_message_add_recipient (m, LIAISON_TO_NODE, "fr-pn"), LIAISON_EINVAL);
     ck_assert_uint_eq (liaison_message_recipient_count (m), 256);
     ck_assert_str_eq (liaison_message_recipient (m, 255, NULL), "g");
     ck_assert_ptr_null (liaison_message_recipient (m, 256, NULL));
@@ -180,8 +186,7 @@ START_TEST (test_message_handling_note)
     note[256] = 'n';
     note[257] = 0;
     ck_assert_int_eq (liaison_message_set_handling (m, LIAISON_H2, note), LIAISON_EINVAL);
-    ck_assert_int_eq (liaison_message_set_handling (m, LIAISON_H2, "line\nbreak"),
-                      LIAISON_EINVAL);
+    ck_assert_int_eq (liaison_message_set_handling (m, LIAISON_H2, "line\nbreak"), LIAISON_EINVAL);
     // A refused call changes neither the code nor the note.
     ck_assert_int_eq (liaison_message_handling (m), LIAISON_H3);
     ck_assert_uint_eq (strlen (liaison_message_handling_note (m)), 256);
@@ -213,8 +218,7 @@ START_TEST (test_message_strings)
     ck_assert_int_eq (liaison_message_set_legal_basis (m, ""), LIAISON_OK);
     ck_assert_str_eq (liaison_message_legal_basis (m), "");
 
-    ck_assert_int_eq (liaison_message_set_case_ref (m, "PN/2026/0042 Opération Sable"),
-                      LIAISON_OK);
+    ck_assert_int_eq (liaison_message_set_case_ref (m, "PN/2026/0042 Opération Sable"), LIAISON_OK);
     ck_assert_str_eq (liaison_message_case_ref (m), "PN/2026/0042 Opération Sable");
     memset (text, 'c', sizeof text);
     text[128] = 0;
@@ -322,6 +326,7 @@ END_TEST
 START_TEST (test_message_evaluation)
 {
     liaison_message_t *m = s_new ();
+    ck_assert_int_eq (liaison_message_evaluation (m, NULL, NULL), LIAISON_ENOTFOUND);
     static const char sources[] = "ABCX";
     for (int s = 0; s < 4; s++)
         for (int i = 1; i <= 4; i++) {
@@ -330,6 +335,11 @@ START_TEST (test_message_evaluation)
             ck_assert_int_eq (m->env->evaluation->source[0], sources[s]);
             ck_assert_int_eq (m->env->evaluation->source[1], 0);
             ck_assert_uint_eq (m->env->evaluation->information, (uint32_t) i);
+            char src = 0;
+            int info = 0;
+            ck_assert_int_eq (liaison_message_evaluation (m, &src, &info), LIAISON_OK);
+            ck_assert_int_eq (src, sources[s]);
+            ck_assert_int_eq (info, i);
         }
     ck_assert_int_eq (liaison_message_set_evaluation (m, 'Z', 1), LIAISON_EINVAL);
     ck_assert_int_eq (liaison_message_set_evaluation (m, 'a', 1), LIAISON_EINVAL);
@@ -371,14 +381,12 @@ END_TEST
 
 // Whatever a setter accepts, the broker's codec accepts too: otherwise the
 // library hands the broker an envelope it refuses as malformed, and the
-// broker closes the session. Fails while liaison_message_set_legal_basis
-// lets through bytes >= 0x7f that the codec's token rule refuses (see the
-// test report).
+// broker closes the session (the legal basis setter once let through bytes
+// >= 0x7f that the codec's token rule refuses).
 START_TEST (test_message_setters_match_codec)
 {
-    static const char *bases[] = {"eio", "eu-2023/977", "d\xc3\xa9" "cret-2026", "x\x7f",
-                                  "a\xff"};
-    static const char *refs[] = {"PN/1", "Opération Sable", "\xe2\x80\xae" "evil"};
+    static const char *bases[] = {"eio", "eu-2023/977", "décret-2026", "x\x7f", "a\xff"};
+    static const char *refs[] = {"PN/1", "Opération Sable", "\u202Eevil"};
     uint8_t id[LIAISON_ID_LEN] = {1};
     for (size_t b = 0; b < sizeof bases / sizeof bases[0]; b++)
         for (size_t r = 0; r < sizeof refs / sizeof refs[0]; r++) {
@@ -493,14 +501,10 @@ START_TEST (test_message_id_hex)
 
     memset (back, 0x5a, sizeof back);
     ck_assert_int_eq (liaison_id_parse ("00112233445566778899aabbccddeef", back), LIAISON_EINVAL);
-    ck_assert_int_eq (liaison_id_parse ("00112233445566778899aabbccddeeff0", back),
-                      LIAISON_EINVAL);
-    ck_assert_int_eq (liaison_id_parse ("00112233445566778899aabbccddeefg", back),
-                      LIAISON_EINVAL);
-    ck_assert_int_eq (liaison_id_parse (" 0112233445566778899aabbccddeeff", back),
-                      LIAISON_EINVAL);
-    ck_assert_int_eq (liaison_id_parse ("0x112233445566778899aabbccddeeff", back),
-                      LIAISON_EINVAL);
+    ck_assert_int_eq (liaison_id_parse ("00112233445566778899aabbccddeeff0", back), LIAISON_EINVAL);
+    ck_assert_int_eq (liaison_id_parse ("00112233445566778899aabbccddeefg", back), LIAISON_EINVAL);
+    ck_assert_int_eq (liaison_id_parse (" 0112233445566778899aabbccddeeff", back), LIAISON_EINVAL);
+    ck_assert_int_eq (liaison_id_parse ("0x112233445566778899aabbccddeeff", back), LIAISON_EINVAL);
     ck_assert_int_eq (liaison_id_parse ("", back), LIAISON_EINVAL);
     ck_assert_int_eq (liaison_id_parse (NULL, back), LIAISON_EINVAL);
 }
@@ -509,10 +513,9 @@ END_TEST
 START_TEST (test_message_strerror)
 {
     static const int codes[] = {
-        LIAISON_OK,         LIAISON_EINVAL,   LIAISON_EMALFORMED, LIAISON_ETLS,
-        LIAISON_EAUTH,      LIAISON_EDENIED,  LIAISON_ENOTFOUND,  LIAISON_EEXHAUSTED,
-        LIAISON_ETIMEOUT,   LIAISON_ECLOSED,  LIAISON_EPROTOCOL,  LIAISON_EIO,
-        LIAISON_ECONFIG};
+        LIAISON_OK,        LIAISON_EINVAL,    LIAISON_EMALFORMED, LIAISON_ETLS,     LIAISON_EAUTH,
+        LIAISON_EDENIED,   LIAISON_ENOTFOUND, LIAISON_EEXHAUSTED, LIAISON_ETIMEOUT, LIAISON_ECLOSED,
+        LIAISON_EPROTOCOL, LIAISON_EIO,       LIAISON_ECONFIG};
     size_t n = sizeof codes / sizeof codes[0];
     const char *unknown = liaison_strerror (-1000);
     ck_assert_ptr_nonnull (unknown);
