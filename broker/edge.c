@@ -68,8 +68,8 @@ s_on_open (void *arg, wire_conn_t *conn)
     }
     wire_conn_set_user (conn, p);
     const wire_identity_t *id = wire_conn_peer (conn);
-    log_event ("handshake-ok", "node=%s jurisdiction=%s serial=%s", id->node_id,
-               id->jurisdiction, id->serial);
+    log_event ("handshake-ok", "node=%s jurisdiction=%s serial=%s peer=%s", id->node_id,
+               id->jurisdiction, id->serial, wire_conn_address (conn));
     (void) self;
 }
 
@@ -199,7 +199,8 @@ s_on_close (void *arg, wire_conn_t *conn, bool opened, const char *reason)
     peer_t *p = wire_conn_user (conn);
     const wire_identity_t *id = wire_conn_peer (conn);
     if (!opened)
-        log_event ("handshake-refused", "reason=%s", LOG_Q (reason));
+        log_event ("handshake-refused", "peer=%s reason=%s", wire_conn_address (conn),
+                   LOG_Q (reason));
     else if (p && p->admitted) {
         bus_send (self->bus, BUS_CLOSED, wire_conn_handle (conn), 0, NULL);
         log_event ("session-closed", "node=%s session=%s reason=%s", id->node_id,

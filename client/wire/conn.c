@@ -36,6 +36,7 @@ struct wire_conn {
     size_t out_len, out_cap;
     int64_t created_ms, last_recv_ms;
     char reason[160];         /* why it is being closed */
+    char address[64];         /* peer IP address, from ZeroMQ's metadata */
     void *user;
     wire_conn_t *hash_next;   /* routing id hash chain */
     wire_conn_t *dirty_next;  /* flush list */
@@ -388,11 +389,23 @@ wire_conns_recv (wire_conns_t *self, int max)
             continue;
         }
         wire_conn_t *c = *s_hash_slot (self, id, id_len);
+        if (c && !c->address[0]) {
+            const char *a = zmq_msg_gets (&data, "Peer-Address");
+            if (a)
+                snprintf (c->address, sizeof c->address, "%s", a);
+        }
         if (!c && size == 0) {
             // A new TCP connection.
-            if (self->count >= self->limits.max_conns || !(c = s_conn_new (self, id, id_len)))
+            if (self->count >= self->limits.max_conns || !(c = s_conn_new (self, id, id_len))) {
                 s_send_disconnect (self, id, id_len);
-            else if (wire_tls_handshake (c->tls) < 0)  // client: ClientHello
+                zmq_msg_close (&idm);
+                zmq_msg_close (&data);
+                continue;
+            }
+            const char *a = zmq_msg_gets (&data, "Peer-Address");
+            if (a)
+                snprintf (c->address, sizeof c->address, "%s", a);
+            if (wire_tls_handshake (c->tls) < 0)  // client: ClientHello
                 s_kill (c, wire_tls_reason (c->tls), true);
             else
                 s_mark_dirty (c);
@@ -615,6 +628,12 @@ int64_t
 wire_conn_last_recv_ms (const wire_conn_t *c)
 {
     return c->last_recv_ms;
+}
+
+const char *
+wire_conn_address (const wire_conn_t *c)
+{
+    return c->address[0] ? c->address : "-";
 }
 
 void

@@ -100,6 +100,9 @@ bool wire_conn_is_open (const wire_conn_t *conn);
 int64_t wire_conn_created_ms (const wire_conn_t *conn);
 int64_t wire_conn_last_recv_ms (const wire_conn_t *conn);
 
+/* The peer's IP address as ZeroMQ reports it, or "-". Borrowed. */
+const char *wire_conn_address (const wire_conn_t *conn);
+
 /* Application data attached to conn. */
 void wire_conn_set_user (wire_conn_t *conn, void *user);
 void *wire_conn_user (const wire_conn_t *conn);
