@@ -30,6 +30,9 @@ static const char *s_keys[] = {
     "liaisond/limits/max_pending_bytes",
     "liaisond/limits/reassembly_budget",
     "liaisond/limits/receiver_queue",
+    "liaisond/limits/receiver_queue_bytes",
+    "liaisond/limits/max_handshakes",
+    "liaisond/limits/max_sessions_per_node",
     NULL,
 };
 
@@ -190,7 +193,7 @@ config_load (const char *path, char *err, size_t errlen)
         config_destroy (&self);
         goto done;
     }
-    uint64_t v[9];
+    uint64_t v[12];
     if (s_number (root, "liaisond/limits/max_frame", WIRE_FRAME_DEFAULT_MAX, 4096,
                   WIRE_FRAME_CEILING, &v[0], path, err, errlen)
         || s_number (root, "liaisond/limits/max_connections", 4096, 1, 1000000, &v[1], path,
@@ -208,7 +211,13 @@ config_load (const char *path, char *err, size_t errlen)
         || s_number (root, "liaisond/limits/reassembly_budget", 256 * 1024 * 1024,
                      WIRE_FRAME_DEFAULT_MAX, (uint64_t) 1 << 40, &v[7], path, err, errlen)
         || s_number (root, "liaisond/limits/receiver_queue", 1024, 1, 1000000, &v[8], path,
-                     err, errlen)) {
+                     err, errlen)
+        || s_number (root, "liaisond/limits/receiver_queue_bytes", 64 * 1024 * 1024,
+                     WIRE_FRAME_DEFAULT_MAX, (uint64_t) 1 << 36, &v[9], path, err, errlen)
+        || s_number (root, "liaisond/limits/max_handshakes", 256, 1, 1000000, &v[10], path,
+                     err, errlen)
+        || s_number (root, "liaisond/limits/max_sessions_per_node", 16, 1, 100000, &v[11],
+                     path, err, errlen)) {
         config_destroy (&self);
         goto done;
     }
@@ -221,8 +230,17 @@ config_load (const char *path, char *err, size_t errlen)
     self->max_pending_bytes = v[6];
     self->reassembly_budget = v[7];
     self->receiver_queue = (uint32_t) v[8];
-    if (self->credit_bytes < self->max_frame) {
-        s_fail (err, errlen, path, "credit_bytes must be at least max_frame");
+    self->receiver_queue_bytes = v[9];
+    self->max_handshakes = (uint32_t) v[10];
+    self->max_sessions_per_node = (uint32_t) v[11];
+    // Credit comes back once half the window is processed: with less than
+    // two frames' worth, a sender could wait for ever.
+    if (self->credit_bytes < 2 * (uint64_t) self->max_frame) {
+        s_fail (err, errlen, path, "credit_bytes must be at least twice max_frame");
+        config_destroy (&self);
+    }
+    else if (self->max_pending_bytes < 2 * (uint64_t) self->max_frame) {
+        s_fail (err, errlen, path, "max_pending_bytes must be at least twice max_frame");
         config_destroy (&self);
     }
 done:

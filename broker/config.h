@@ -18,6 +18,9 @@ typedef struct {
     uint64_t max_pending_bytes;
     uint64_t reassembly_budget;
     uint32_t receiver_queue;
+    uint64_t receiver_queue_bytes;
+    uint32_t max_handshakes;
+    uint32_t max_sessions_per_node;
 } config_t;
 
 /* Loads and validates path. Returns NULL and writes "path: message" (with

@@ -25,11 +25,13 @@ typedef struct session {
     node_t *node;
     uint32_t done_frames;     /* Submits processed since we last granted credit */
     uint64_t done_bytes;
-    bool receiver;
+    bool receiver;            /* the node's current receiver */
+    uint64_t rx_seq;          /* when it asked to receive (0: never) */
     uint32_t rx_frames;       /* deliveries we may still push to it */
     uint64_t rx_bytes;
     pend_t *pend_head, *pend_tail;
     size_t npend;
+    uint64_t pend_bytes;
     struct session *next;     /* in node->sessions */
 } session_t;
 
@@ -41,6 +43,7 @@ struct node {
 
 typedef struct {
     const config_t *cfg;
+    uint64_t rx_seq;          /* counts Receive frames, for receiver order */
     void *bus;                /* PAIR to the edge */
     zhashx_t *sessions;       /* handle -> session_t */
     zhashx_t *nodes;          /* node id -> node_t */
@@ -154,6 +157,7 @@ s_drain (core_t *self, session_t *rx)
         if (!rx->pend_head)
             rx->pend_tail = NULL;
         rx->npend--;
+        rx->pend_bytes -= p->buf->size;
         rx->rx_frames--;
         rx->rx_bytes -= p->buf->size;
         s_send_buf (self, rx->handle, p->buf);
@@ -172,7 +176,8 @@ s_deliver (core_t *self, session_t *rx, bus_buf_t *buf, session_t *from, const u
         s_send_buf (self, rx->handle, buf);
         return 0;
     }
-    if (rx->npend >= self->cfg->receiver_queue)
+    if (rx->npend >= self->cfg->receiver_queue
+        || rx->pend_bytes + buf->size > self->cfg->receiver_queue_bytes)
         return -1;
     pend_t *p = calloc (1, sizeof *p);
     if (!p)
@@ -187,6 +192,7 @@ s_deliver (core_t *self, session_t *rx, bus_buf_t *buf, session_t *from, const u
         rx->pend_head = p;
     rx->pend_tail = p;
     rx->npend++;
+    rx->pend_bytes += buf->size;
     return 0;
 }
 
@@ -266,6 +272,40 @@ s_on_submit (core_t *self, session_t *s, Liaison__Frame *f, size_t frame_size)
     s_credit_back (self, s, frame_size);
 }
 
+// Moves every queued delivery of `from` to the end of `to`'s queue.
+static void
+s_move_queue (session_t *from, session_t *to)
+{
+    if (!from->pend_head)
+        return;
+    if (to->pend_tail)
+        to->pend_tail->next = from->pend_head;
+    else
+        to->pend_head = from->pend_head;
+    to->pend_tail = from->pend_tail;
+    to->npend += from->npend;
+    to->pend_bytes += from->pend_bytes;
+    from->pend_head = from->pend_tail = NULL;
+    from->npend = 0;
+    from->pend_bytes = 0;
+}
+
+// Makes s its node's receiver; the previous one hands over its queue.
+static void
+s_make_receiver (core_t *self, node_t *n, session_t *s)
+{
+    session_t *old = n->receiver;
+    if (old && old != s) {
+        old->receiver = false;
+        s_move_queue (old, s);
+    }
+    s->receiver = true;
+    n->receiver = s;
+    s_drain (self, s);
+}
+
+// Takes s out of its node; if it was the receiver, the most recent other
+// session that asked to receive takes over, with the queue.
 static void
 s_node_unlink (core_t *self, session_t *s)
 {
@@ -275,38 +315,47 @@ s_node_unlink (core_t *self, session_t *s)
             *p = s->next;
             break;
         }
-    if (n->receiver == s)
+    if (n->receiver == s) {
         n->receiver = NULL;
+        session_t *best = NULL;
+        for (session_t *o = n->sessions; o; o = o->next)
+            if (o->rx_seq && (!best || o->rx_seq > best->rx_seq))
+                best = o;
+        if (best) {
+            s_move_queue (s, best);
+            s_make_receiver (self, n, best);
+            log_event ("receiver", "node=%s window=%u reason=previous-receiver-closed", n->id,
+                       best->rx_frames);
+        }
+    }
     if (!n->sessions)
         zhashx_delete (self->nodes, n->id);
 }
 
-// Makes s its node's receiver; a previous receiver hands over its queue.
+// The delivery window a receiver may hold at the edge: never more than half
+// the edge's pending-output cap, so a burst cannot get it cut off.
+static void
+s_grant_rx (core_t *self, session_t *s, uint32_t frames, uint64_t bytes)
+{
+    uint64_t cap = self->cfg->max_pending_bytes / 2;
+    s->rx_frames = s->rx_frames + frames < s->rx_frames ? UINT32_MAX : s->rx_frames + frames;
+    s->rx_bytes = bytes > cap || s->rx_bytes + bytes > cap ? cap : s->rx_bytes + bytes;
+}
+
+// Receive: s becomes the node's receiver (the newest one wins).
 static void
 s_on_receive (core_t *self, session_t *s, const Liaison__Receive *rx)
 {
     node_t *n = s->node;
-    session_t *old = n->receiver;
-    s->receiver = true;
-    s->rx_frames = rx->credit_frames;
-    s->rx_bytes = rx->credit_bytes;
-    if (old && old != s) {
-        old->receiver = false;
-        if (old->pend_head) {
-            if (s->pend_tail)
-                s->pend_tail->next = old->pend_head;
-            else
-                s->pend_head = old->pend_head;
-            s->pend_tail = old->pend_tail;
-            s->npend += old->npend;
-            old->pend_head = old->pend_tail = NULL;
-            old->npend = 0;
-        }
+    bool replaced = n->receiver && n->receiver != s;
+    s->rx_seq = ++self->rx_seq;
+    s->rx_frames = 0;
+    s->rx_bytes = 0;
+    s_grant_rx (self, s, rx->credit_frames, rx->credit_bytes);
+    if (replaced)
         log_event ("receiver-replaced", "node=%s", n->id);
-    }
-    n->receiver = s;
     log_event ("receiver", "node=%s window=%u", n->id, rx->credit_frames);
-    s_drain (self, s);
+    s_make_receiver (self, n, s);
 }
 
 // Handles one frame of size bytes (as received) from a session.
@@ -324,10 +373,10 @@ s_on_frame (core_t *self, uint64_t handle, Liaison__Frame *f, size_t size)
             s_on_receive (self, s, f->receive);
             break;
         case LIAISON__FRAME__KIND_CREDIT:
-            if (s->receiver) {
-                s->rx_frames += f->credit->frames;
-                s->rx_bytes += f->credit->bytes;
-                s_drain (self, s);
+            if (s->rx_seq) {
+                s_grant_rx (self, s, f->credit->frames, f->credit->bytes);
+                if (s->receiver)
+                    s_drain (self, s);
             }
             break;
         case LIAISON__FRAME__KIND_PING:
@@ -378,6 +427,18 @@ s_on_open (core_t *self, uint64_t handle, bus_peer_t *peer)
         snprintf (n->id, sizeof n->id, "%s", s->peer.node_id);
         zhashx_insert (self->nodes, n->id, n);
     }
+    size_t count = 0;
+    for (session_t *o = n->sessions; o; o = o->next)
+        count++;
+    if (count >= self->cfg->max_sessions_per_node) {
+        log_event ("session-kicked", "node=%s reason=too-many-sessions sessions=%zu", n->id, count);
+        s_kick (self, handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "too-many-sessions",
+                "this node already has the most sessions the broker allows; close one");
+        if (!n->sessions)
+            zhashx_delete (self->nodes, n->id);
+        free (s);
+        return;
+    }
     s->node = n;
     s->next = n->sessions;
     n->sessions = s;
@@ -392,8 +453,8 @@ s_on_closed (core_t *self, uint64_t handle)
         return;
     zhashx_delete (self->sessions, (void *) (uintptr_t) handle);
     s_node_unlink (self, s);
-    // Deliveries still queued: hand them to the node's other receiver if a
-    // newer one exists, else tell their senders.
+    // Deliveries still queued here (none if another receiver took over):
+    // tell their senders.
     while (s->pend_head) {
         pend_t *p = s->pend_head;
         s->pend_head = p->next;

@@ -12,6 +12,8 @@
 #include <openssl/crypto.h>
 
 #define TICK_MS 250
+#define FIRST_MAX_FRAME 16384  /* until Welcome: a Hello is far smaller */
+#define MAX_CONTROL_FRAME 4096 /* every frame but Submit is small */
 #define CRL_WARN_MS (24 * 3600 * 1000LL)
 #define CRL_CHECK_EVERY_MS (3600 * 1000LL)
 
@@ -20,6 +22,7 @@ typedef struct {
     bool admitted;            /* Welcome sent; frames go to the core */
     int64_t credit_frames;    /* Submits the peer may still send */
     int64_t credit_bytes;
+    int64_t last_ping_ms;     /* our last heartbeat to the peer */
     char session_id[24];
 } peer_t;
 
@@ -30,6 +33,7 @@ typedef struct {
     wire_tls_ctx_t *tls;
     wire_conns_t *conns;
     uint64_t sessions_opened;
+    int64_t last_reload_ms;   /* connections older than this are rechecked */
     int64_t next_crl_check;
     bool stopping;
 } edge_t;
@@ -68,9 +72,17 @@ s_on_open (void *arg, wire_conn_t *conn)
     }
     wire_conn_set_user (conn, p);
     const wire_identity_t *id = wire_conn_peer (conn);
+    // A handshake begun before a reload was verified under the old CRLs.
+    char reason[200];
+    if (wire_conn_created_ms (conn) <= self->last_reload_ms
+        && wire_tls_ctx_recheck (self->tls, wire_conn_tls (conn), reason, sizeof reason)) {
+        log_event ("handshake-refused", "peer=%s node=%s reason=%s", wire_conn_address (conn),
+                   id->node_id, LOG_Q (reason));
+        s_error (conn, LIAISON__ERROR_CODE__ERR_AUTH, "certificate-refused", reason, true);
+        return;
+    }
     log_event ("handshake-ok", "node=%s jurisdiction=%s serial=%s peer=%s", id->node_id,
                id->jurisdiction, id->serial, wire_conn_address (conn));
-    (void) self;
 }
 
 // The first frame of a session must be Hello; answer Welcome or Error.
@@ -126,6 +138,8 @@ s_hello (edge_t *self, wire_conn_t *conn, peer_t *p, Liaison__Frame *f)
         return -1;
     }
     p->admitted = true;
+    p->last_ping_ms = wire_clock_ms ();
+    wire_conn_set_max_frame (conn, self->cfg->max_frame);
     p->credit_frames = self->cfg->credit_frames;
     p->credit_bytes = (int64_t) self->cfg->credit_bytes;
     wire_codec_send (conn, &out);
@@ -152,6 +166,19 @@ s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
         int rc = s_hello (self, conn, p, f);
         wire_codec_free (&f);
         return rc;
+    }
+    if (f->kind_case != LIAISON__FRAME__KIND_SUBMIT && size > MAX_CONTROL_FRAME) {
+        wire_codec_free (&f);
+        log_event ("frame-refused", "node=%s reason=control-frame-too-large size=%zu",
+                   id->node_id, size);
+        s_error (conn, LIAISON__ERROR_CODE__ERR_MALFORMED, "control-frame-too-large",
+                 "only Submit frames may exceed 4096 bytes", true);
+        return -1;
+    }
+    // Acks count once the store keeps delivery state; until then they stop here.
+    if (f->kind_case == LIAISON__FRAME__KIND_ACK) {
+        wire_codec_free (&f);
+        return 0;
     }
     if (f->kind_case == LIAISON__FRAME__KIND_SUBMIT) {
         p->credit_frames--;
@@ -229,9 +256,20 @@ s_check_conn (void *arg, wire_conn_t *conn)
         }
         return;
     }
-    if (now - wire_conn_last_recv_ms (conn) > 3 * (int64_t) self->cfg->heartbeat_ms)
+    if (now - wire_conn_last_recv_ms (conn) > 3 * (int64_t) self->cfg->heartbeat_ms) {
         s_error (conn, LIAISON__ERROR_CODE__ERR_TIMEOUT, "heartbeat-timeout",
                  "nothing received for three heartbeat intervals", true);
+        return;
+    }
+    // Our own heartbeat, so the node can tell a silent broker from a dead one.
+    if (now - p->last_ping_ms >= self->cfg->heartbeat_ms) {
+        Liaison__Ping ping = LIAISON__PING__INIT;
+        Liaison__Frame f = LIAISON__FRAME__INIT;
+        f.kind_case = LIAISON__FRAME__KIND_PING;
+        f.ping = &ping;
+        wire_codec_send (conn, &f);
+        p->last_ping_ms = now;
+    }
 }
 
 // After a reload: close sessions whose certificate no longer verifies.
@@ -277,6 +315,7 @@ s_reload (edge_t *self, zsock_t *pipe)
     wire_tls_ctx_destroy (&self->tls);
     self->tls = ctx;
     wire_conns_set_ctx (self->conns, ctx);
+    self->last_reload_ms = wire_clock_ms ();
     log_event ("reload-ok", "crls=%d", wire_tls_ctx_crl_count (ctx));
     wire_tls_ctx_crl_check (ctx, CRL_WARN_MS, s_crl_warn, NULL);
     wire_conns_foreach (self->conns, s_recheck_conn, self);
@@ -349,7 +388,7 @@ edge_actor (void *pipe_v, void *args_v)
 {
     zsock_t *pipe = pipe_v;
     edge_args_t *args = args_v;
-    edge_t self = {.cfg = args->config};
+    edge_t self = {.cfg = args->config, .last_reload_ms = -1};
     char err[512];
     void *zctx = zsys_init ();
     wire_frame_set_budget ((size_t) self.cfg->reassembly_budget);
@@ -378,7 +417,8 @@ edge_actor (void *pipe_v, void *args_v)
         goto done;
     }
     wire_conns_limits_t limits = {self.cfg->max_frame, (size_t) self.cfg->max_pending_bytes,
-                                  self.cfg->max_connections};
+                                  self.cfg->max_connections, self.cfg->max_handshakes,
+                                  FIRST_MAX_FRAME};
     wire_conns_handler_t handler = {s_on_open, s_on_frame, s_on_bad_stream, s_on_close};
     self.conns = wire_conns_new (self.stream, self.tls, &limits, &handler, &self);
     char endpoint[256] = "";

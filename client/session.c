@@ -41,6 +41,7 @@ struct liaison {
     uint32_t consumed;          /* deliveries taken since we last granted credit */
     uint64_t ping_sent, ping_seen;  /* barrier nonces */
     int64_t last_send_ms;
+    int64_t last_recv_ms;       /* any frame from the broker */
     unsigned connect_seq;
     liaison_message_t *inbox_head, *inbox_tail;
     liaison_receipt_t *rcpt_head, *rcpt_tail;
@@ -142,7 +143,19 @@ s_on_welcome (liaison_t *self, const Liaison__Welcome *w)
 {
     snprintf (self->node_id, sizeof self->node_id, "%s", w->node_id);
     snprintf (self->jurisdiction, sizeof self->jurisdiction, "%s", w->jurisdiction);
+    if (w->version != WIRE_PROTOCOL_VERSION) {
+        s_seterr (self, LIAISON_EPROTOCOL, "broker chose protocol version %u; this library "
+                  "speaks %d", w->version, WIRE_PROTOCOL_VERSION);
+        wire_conn_t *c = s_conn (self);
+        if (c)
+            wire_conn_close (c, "protocol version");
+        return;
+    }
     self->max_frame = w->max_frame;
+    wire_conn_t *c = s_conn (self);
+    if (c)
+        wire_conn_set_max_frame (c, w->max_frame);
+    self->last_recv_ms = wire_clock_ms ();
     self->heartbeat_ms = w->heartbeat_ms ? w->heartbeat_ms : 10000;
     self->credit_frames = w->credit_frames;
     self->credit_bytes = w->credit_bytes;
@@ -172,6 +185,7 @@ s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
         return -1;
     }
     bool ready = self->state == ST_READY;
+    self->last_recv_ms = wire_clock_ms ();
     switch (f->kind_case) {
         case LIAISON__FRAME__KIND_WELCOME:
             if (self->state == ST_HELLO)
@@ -288,6 +302,14 @@ s_pass (liaison_t *self, int timeout_ms)
     zmq_pollitem_t item = {self->sock, 0, ZMQ_POLLIN, 0};
     if (zmq_poll (&item, 1, timeout_ms) > 0)
         wire_conns_recv (self->conns, 1000);
+    // The broker pings every heartbeat interval: three silent intervals
+    // mean the connection is gone even if TCP has not noticed.
+    wire_conn_t *c = self->state == ST_READY ? s_conn (self) : NULL;
+    if (c && wire_clock_ms () - self->last_recv_ms > 3 * (int64_t) self->heartbeat_ms) {
+        s_seterr (self, LIAISON_ETIMEOUT, "nothing from the broker for %u ms; reconnecting "
+                  "on the next call", 3 * self->heartbeat_ms);
+        wire_conn_close (c, "broker silent");
+    }
     if (self->state == ST_READY && self->heartbeat_ms
         && wire_clock_ms () - self->last_send_ms > self->heartbeat_ms / 2) {
         Liaison__Ping ping = LIAISON__PING__INIT;
@@ -321,7 +343,8 @@ s_establish (liaison_t *self)
     zmq_setsockopt (self->sock, ZMQ_TCP_MAXRT, &maxrt, sizeof maxrt);
     zmq_setsockopt (self->sock, ZMQ_SNDHWM, &hwm, sizeof hwm);
     zmq_setsockopt (self->sock, ZMQ_CONNECT_ROUTING_ID, rid, (size_t) rid_len);
-    wire_conns_limits_t limits = {WIRE_FRAME_CEILING, 256u * 1024 * 1024, 1};
+    // Until Welcome says otherwise, frames up to the protocol's ceiling.
+    wire_conns_limits_t limits = {WIRE_FRAME_CEILING, 256u * 1024 * 1024, 1, 0, 0};
     wire_conns_handler_t handler = {s_on_open, s_on_frame, NULL, s_on_close};
     self->conns = wire_conns_new (self->sock, self->tls, &limits, &handler, self);
     if (!self->conns || zmq_connect (self->sock, self->endpoint) != 0) {

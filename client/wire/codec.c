@@ -4,6 +4,7 @@
 #include "tls.h"
 
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -186,10 +187,37 @@ s_check (const Liaison__Frame *f, wire_codec_error_t *err)
     }
 }
 
+// Unpacking may allocate far more than the frame's size (a Submit of 4 MiB
+// can hold two million empty recipients), before any field is checked: the
+// allocator refuses past a budget proportional to the frame. It uses
+// malloc and free, so a frame it made is freed with the default allocator.
+typedef struct {
+    size_t used, limit;
+} s_budget_t;
+
+static void *
+s_budget_alloc (void *data, size_t size)
+{
+    s_budget_t *b = data;
+    if (size > b->limit - b->used)
+        return NULL;
+    b->used += size;
+    return malloc (size);
+}
+
+static void
+s_budget_free (void *data, void *ptr)
+{
+    (void) data;
+    free (ptr);
+}
+
 Liaison__Frame *
 wire_codec_decode (const uint8_t *data, size_t size, wire_codec_error_t *err)
 {
-    Liaison__Frame *f = liaison__frame__unpack (NULL, size, data);
+    s_budget_t budget = {0, 4 * size + 64 * 1024};
+    ProtobufCAllocator alloc = {s_budget_alloc, s_budget_free, &budget};
+    Liaison__Frame *f = liaison__frame__unpack (&alloc, size, data);
     if (!f) {
         s_err (err, MALFORMED, "bad-protobuf", "frame of %zu bytes is not a valid protobuf Frame", size);
         return NULL;

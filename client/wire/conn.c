@@ -11,7 +11,8 @@
 
 #define ID_MAX 255
 #define READ_CHUNK 65536
-#define SEND_CHUNK (256 * 1024)
+#define SEND_CHUNK (64 * 1024)
+#define MAX_PENDING_DISCONNECTS 4096
 
 #define DRAIN_MS 1000
 
@@ -30,6 +31,7 @@ struct wire_conn {
     bool opened;              /* on_open was called */
     bool dirty;               /* on the flush list */
     bool closing;             /* close after the next flush */
+    bool hs_counted;          /* counted in table->handshaking */
     wire_tls_t *tls;
     wire_frame_reader_t *reader;
     uint8_t *out;             /* plaintext frames waiting for SSL_write */
@@ -60,6 +62,11 @@ struct wire_conns {
     wire_conn_t *dirty;       /* connections with output to flush */
     wire_conn_t *dead;        /* connections to reap after callbacks */
     wire_conn_t *draining;    /* closed by us, waiting for the peer to hang up */
+    size_t handshaking;       /* connections still in the TLS handshake */
+    /* Disconnects ZeroMQ could not take yet (the peer's pipe was full):
+       retried on every flush, and counted against max_conns meanwhile. */
+    struct { uint8_t id[ID_MAX]; uint8_t len; } *undead;
+    size_t nundead;
     uint8_t *rbuf;            /* plaintext read buffer */
 };
 
@@ -177,6 +184,7 @@ wire_conns_destroy (wire_conns_t **self_p)
             self->handler.on_close (self->arg, c, c->opened, "shutting down");
         s_conn_free (c);
     }
+    free (self->undead);
     free (self->slots);
     free (self->gens);
     free (self->hash);
@@ -196,12 +204,65 @@ s_mark_dirty (wire_conn_t *c)
     }
 }
 
-// Sends [id][""], which tells ZeroMQ to close the TCP connection.
+// Sends [id][""], which tells ZeroMQ to close the TCP connection. If the
+// peer's pipe is full the id frame fails with EAGAIN: the disconnect is
+// remembered and retried, so the TCP connection is never orphaned.
 static void
 s_send_disconnect (wire_conns_t *self, const uint8_t *id, size_t len)
 {
-    if (zmq_send (self->socket, id, len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == (int) len)
+    if (zmq_send (self->socket, id, len, ZMQ_SNDMORE | ZMQ_DONTWAIT) == (int) len) {
         zmq_send (self->socket, "", 0, ZMQ_DONTWAIT);
+        return;
+    }
+    if (errno != EAGAIN || self->nundead >= MAX_PENDING_DISCONNECTS)
+        return;  // gone already, or too many: ZMQ_TCP_MAXRT drops dead peers
+    if (!self->undead) {
+        self->undead = calloc (MAX_PENDING_DISCONNECTS, sizeof *self->undead);
+        if (!self->undead)
+            return;
+    }
+    memcpy (self->undead[self->nundead].id, id, len);
+    self->undead[self->nundead].len = (uint8_t) len;
+    self->nundead++;
+}
+
+static void
+s_retry_disconnects (wire_conns_t *self)
+{
+    size_t n = self->nundead;
+    self->nundead = 0;
+    for (size_t i = 0; i < n; i++) {
+        // Copy out first: a failed retry appends to the same array.
+        uint8_t id[ID_MAX];
+        size_t len = self->undead[i].len;
+        memcpy (id, self->undead[i].id, len);
+        s_send_disconnect (self, id, len);
+    }
+}
+
+// Leaves the handshake count (on success or death).
+static void
+s_hs_done (wire_conn_t *c)
+{
+    if (c->hs_counted) {
+        c->hs_counted = false;
+        c->table->handshaking--;
+    }
+}
+
+// Starts an orderly close: what is queued is flushed, then close_notify;
+// input is ignored from now on, and the connection is dropped after
+// DRAIN_MS even if the peer never takes the bytes.
+static void
+s_begin_close (wire_conn_t *c, const char *reason)
+{
+    if (c->closing)
+        return;
+    if (reason != c->reason)
+        snprintf (c->reason, sizeof c->reason, "%s", reason);
+    c->closing = true;
+    c->drain_until = wire_clock_ms () + DRAIN_MS;
+    s_mark_dirty (c);
 }
 
 // Marks conn dead (it is reaped after the current callbacks) and tells
@@ -216,6 +277,7 @@ s_kill (wire_conn_t *c, const char *reason, bool notify_zmq)
         snprintf (c->reason, sizeof c->reason, "%s", reason);
     if (notify_zmq)
         s_send_disconnect (self, c->id, c->id_len);
+    s_hs_done (c);
     if (c->state == S_DRAIN)
         for (wire_conn_t **d = &self->draining; *d; d = &(*d)->drain_next)
             if (*d == c) {
@@ -282,7 +344,8 @@ s_conn_new (wire_conns_t *self, const uint8_t *id, size_t len)
         return NULL;
     c->table = self;
     c->tls = wire_tls_new (self->ctx);
-    c->reader = wire_frame_reader_new (self->limits.max_frame);
+    c->reader = wire_frame_reader_new (self->limits.first_max_frame ? self->limits.first_max_frame
+                                                                     : self->limits.max_frame);
     if (!c->tls || !c->reader) {
         s_conn_free (c);
         return NULL;
@@ -290,6 +353,8 @@ s_conn_new (wire_conns_t *self, const uint8_t *id, size_t len)
     memcpy (c->id, id, len);
     c->id_len = (uint8_t) len;
     c->handle = (uint64_t) ++self->gens[slot] << 32 | slot;
+    c->hs_counted = true;
+    self->handshaking++;
     c->created_ms = c->last_recv_ms = wire_clock_ms ();
     self->slots[slot] = c;
     self->count++;
@@ -315,6 +380,8 @@ s_on_frame (void *arg, const uint8_t *data, size_t size)
 static void
 s_conn_input (wire_conns_t *self, wire_conn_t *c, const uint8_t *data, size_t size)
 {
+    if (c->closing)
+        return;  // we are hanging up: nothing more is read
     c->last_recv_ms = wire_clock_ms ();
     if (wire_tls_push (c->tls, data, size)) {
         s_kill (c, "out of memory for TLS input", true);
@@ -324,12 +391,12 @@ s_conn_input (wire_conns_t *self, wire_conn_t *c, const uint8_t *data, size_t si
         int rc = wire_tls_handshake (c->tls);
         s_mark_dirty (c);  // handshake output, or the alert explaining a refusal
         if (rc < 0) {
-            snprintf (c->reason, sizeof c->reason, "%s", wire_tls_reason (c->tls));
-            c->closing = true;
+            s_begin_close (c, wire_tls_reason (c->tls));
             return;
         }
         if (rc == 0)
             return;
+        s_hs_done (c);
         c->state = S_OPEN;
         c->opened = true;
         if (self->handler.on_open)
@@ -342,9 +409,7 @@ s_conn_input (wire_conns_t *self, wire_conn_t *c, const uint8_t *data, size_t si
         if (n == 0)
             break;
         if (n < 0) {
-            s_mark_dirty (c);
-            snprintf (c->reason, sizeof c->reason, "%s", wire_tls_reason (c->tls));
-            c->closing = true;
+            s_begin_close (c, wire_tls_reason (c->tls));
             break;
         }
         wire_frame_status_t st = wire_frame_reader_feed (c->reader, self->rbuf, (size_t) n,
@@ -396,7 +461,9 @@ wire_conns_recv (wire_conns_t *self, int max)
         }
         if (!c && size == 0) {
             // A new TCP connection.
-            if (self->count >= self->limits.max_conns || !(c = s_conn_new (self, id, id_len))) {
+            if (self->count + self->nundead >= self->limits.max_conns
+                || (self->limits.max_handshakes && self->handshaking >= self->limits.max_handshakes)
+                || !(c = s_conn_new (self, id, id_len))) {
                 s_send_disconnect (self, id, id_len);
                 zmq_msg_close (&idm);
                 zmq_msg_close (&data);
@@ -445,7 +512,7 @@ s_reserve (wire_conn_t *c, size_t more)
 uint8_t *
 wire_conn_frame_begin (wire_conn_t *c, size_t size)
 {
-    if (c->state != S_OPEN || size == 0 || size > UINT32_MAX)
+    if (c->state != S_OPEN || c->closing || size == 0 || size > UINT32_MAX)
         return NULL;
     if (s_reserve (c, WIRE_FRAME_HEADER + size)) {
         s_kill (c, "peer is not reading: pending output over the limit", true);
@@ -471,12 +538,9 @@ wire_conn_frame_write (wire_conn_t *c, const void *data, size_t size)
 void
 wire_conn_close (wire_conn_t *c, const char *reason)
 {
-    if (c->state == S_DEAD || c->closing)
+    if (c->state == S_DEAD || c->state == S_DRAIN)
         return;
-    if (reason != c->reason)
-        snprintf (c->reason, sizeof c->reason, "%s", reason);
-    c->closing = true;
-    s_mark_dirty (c);
+    s_begin_close (c, reason);
 }
 
 // Encrypts queued plaintext and sends ciphertext; false if c is blocked.
@@ -503,15 +567,24 @@ s_conn_flush (wire_conns_t *self, wire_conn_t *c)
             s_kill (c, "peer is not reading: pending output over the limit", true);
             return true;
         }
-        if (zmq_send (self->socket, c->id, c->id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT)
-            != (int) c->id_len) {
-            if (errno == EHOSTUNREACH)
-                s_kill (c, "peer disconnected", false);
-            return errno != EAGAIN;  // never send the data frame alone
-        }
         size_t n = pending > SEND_CHUNK ? SEND_CHUNK : pending;
         zmq_msg_t msg;
-        zmq_msg_init_size (&msg, n);
+        if (zmq_msg_init_size (&msg, n))
+            return false;  // out of memory: retry on the next pass
+        if (zmq_send (self->socket, c->id, c->id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT)
+            != (int) c->id_len) {
+            int e = errno;
+            zmq_msg_close (&msg);  // never send the data frame alone
+            if (e == EAGAIN) {
+                if (c->closing && wire_clock_ms () >= c->drain_until) {
+                    s_kill (c, c->reason, true);
+                    return true;
+                }
+                return false;
+            }
+            s_kill (c, e == EHOSTUNREACH ? "peer disconnected" : "send failed", false);
+            return true;
+        }
         n = wire_tls_pull (c->tls, zmq_msg_data (&msg), n);
         if (zmq_msg_send (&msg, self->socket, ZMQ_DONTWAIT) < 0) {
             zmq_msg_close (&msg);
@@ -524,7 +597,7 @@ s_conn_flush (wire_conns_t *self, wire_conn_t *c)
             s_kill (c, c->reason[0] ? c->reason : "closed", true);
         else {
             c->state = S_DRAIN;
-            c->drain_until = wire_clock_ms () + DRAIN_MS;
+            c->drain_until = wire_clock_ms () + DRAIN_MS;  // from the last byte out
             c->drain_next = self->draining;
             self->draining = c;
         }
@@ -535,6 +608,8 @@ s_conn_flush (wire_conns_t *self, wire_conn_t *c)
 bool
 wire_conns_flush (wire_conns_t *self)
 {
+    if (self->nundead)
+        s_retry_disconnects (self);
     if (self->draining) {
         int64_t now = wire_clock_ms ();
         wire_conn_t **d = &self->draining;
@@ -628,6 +703,12 @@ int64_t
 wire_conn_last_recv_ms (const wire_conn_t *c)
 {
     return c->last_recv_ms;
+}
+
+void
+wire_conn_set_max_frame (wire_conn_t *c, uint32_t max_frame)
+{
+    wire_frame_reader_set_max (c->reader, max_frame);
 }
 
 const char *

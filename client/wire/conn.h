@@ -33,9 +33,11 @@ typedef struct {
 } wire_conns_handler_t;
 
 typedef struct {
-    uint32_t max_frame;     /* largest inbound frame accepted */
-    size_t max_pending;     /* unsent bytes per connection before cut-off */
-    size_t max_conns;       /* connections beyond this are refused */
+    uint32_t max_frame;       /* largest inbound frame accepted */
+    size_t max_pending;       /* unsent bytes per connection before cut-off */
+    size_t max_conns;         /* connections beyond this are refused */
+    size_t max_handshakes;    /* connections in the TLS handshake; 0: no cap */
+    uint32_t first_max_frame; /* limit until wire_conn_set_max_frame; 0: max_frame */
 } wire_conns_limits_t;
 
 /* A table for `socket` (a libzmq ZMQ_STREAM socket, borrowed; the caller
@@ -80,7 +82,9 @@ uint8_t *wire_conn_frame_begin (wire_conn_t *conn, size_t size);
 /* Queues a copy of one frame. 0, or -1 as for wire_conn_frame_begin. */
 int wire_conn_frame_write (wire_conn_t *conn, const void *data, size_t size);
 
-/* Flushes what is queued, sends close_notify and drops the connection. The
+/* Flushes what is queued, sends close_notify and drops the connection:
+   input is ignored from now on, no more frames can be queued, and the
+   connection is gone within a second even if the peer takes nothing. The
    handler's on_close runs (later, from recv or flush), with reason. */
 void wire_conn_close (wire_conn_t *conn, const char *reason);
 
@@ -99,6 +103,10 @@ bool wire_conn_is_open (const wire_conn_t *conn);
 /* Milliseconds (monotonic) when conn was accepted / last received bytes. */
 int64_t wire_conn_created_ms (const wire_conn_t *conn);
 int64_t wire_conn_last_recv_ms (const wire_conn_t *conn);
+
+/* Changes the largest inbound frame this connection accepts (after a
+   session is admitted, say). */
+void wire_conn_set_max_frame (wire_conn_t *conn, uint32_t max_frame);
 
 /* The peer's IP address as ZeroMQ reports it, or "-". Borrowed. */
 const char *wire_conn_address (const wire_conn_t *conn);

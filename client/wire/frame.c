@@ -62,6 +62,14 @@ wire_frame_reader_new (uint32_t max_frame)
     return self;
 }
 
+void
+wire_frame_reader_set_max (wire_frame_reader_t *self, uint32_t max_frame)
+{
+    if (max_frame == 0 || max_frame > WIRE_FRAME_CEILING)
+        max_frame = max_frame ? WIRE_FRAME_CEILING : WIRE_FRAME_DEFAULT_MAX;
+    self->max_frame = max_frame;
+}
+
 static void
 s_drop_buffer (wire_frame_reader_t *self)
 {
@@ -170,8 +178,9 @@ wire_frame_reader_feed (wire_frame_reader_t *self, const uint8_t *data,
         size -= take;
         if (self->have == self->want) {
             int stop = fn (arg, self->buf, self->have);
-            // Keep a modest buffer for the next large frame; return the rest.
-            if (self->cap > 65536 || stop) {
+            // Keep a small buffer for the next split frame; return the rest,
+            // so idle connections hold little of the shared budget.
+            if (self->cap > 16384 || stop) {
                 s_drop_buffer (self);
             }
             else {

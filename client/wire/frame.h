@@ -43,6 +43,9 @@ size_t wire_frame_budget_used (void);
    WIRE_FRAME_CEILING). Returns NULL when out of memory. */
 wire_frame_reader_t *wire_frame_reader_new (uint32_t max_frame);
 
+/* Changes the largest frame accepted from now on (clamped likewise). */
+void wire_frame_reader_set_max (wire_frame_reader_t *self, uint32_t max_frame);
+
 /* Frees the reader and returns its bytes to the budget; NULL-safe, sets
    *self_p to NULL. */
 void wire_frame_reader_destroy (wire_frame_reader_t **self_p);

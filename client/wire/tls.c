@@ -24,7 +24,8 @@ struct wire_tls_ctx {
     SSL_CTX *ssl_ctx;
     bool server;
     atomic_int refs;
-    X509 *hub_ca;        /* client: the issuer the broker must chain to */
+    X509 *hub_ca;        /* client: the issuer the broker must chain to;
+                            broker: the CA of its own chain, never a node's */
     int crl_count;
 };
 
@@ -149,6 +150,36 @@ s_node_identity (X509 *leaf, wire_identity_t *id, char *reason, size_t len)
     return 0;
 }
 
+// Defence in depth beyond the PKI's own constraints: a node certificate
+// must come from a jurisdiction CA whose name constraint permits exactly
+// the node's country, never from the hub CA.
+static int
+s_issuer_fits (const wire_tls_ctx_t *ctx, X509 *ca, const char *country, char *reason,
+               size_t len)
+{
+    if (ctx->hub_ca && X509_cmp (ca, ctx->hub_ca) == 0) {
+        snprintf (reason, len, "node certificate issued by the hub CA");
+        return -1;
+    }
+    NAME_CONSTRAINTS *nc = X509_get_ext_d2i (ca, NID_name_constraints, NULL, NULL);
+    int fits = 0;
+    for (int i = 0; nc && i < sk_GENERAL_SUBTREE_num (nc->permittedSubtrees); i++) {
+        GENERAL_SUBTREE *t = sk_GENERAL_SUBTREE_value (nc->permittedSubtrees, i);
+        char cc[3];
+        if (t->base->type == GEN_DIRNAME
+            && s_name_entry (t->base->d.directoryName, NID_countryName, cc, sizeof cc) == 0
+            && strcmp (cc, country) == 0)
+            fits = 1;
+    }
+    NAME_CONSTRAINTS_free (nc);
+    if (!fits) {
+        snprintf (reason, len, "issuing CA is not constrained to C=%s (not a jurisdiction CA "
+                  "of that country)", country);
+        return -1;
+    }
+    return 0;
+}
+
 // The extra checks both sides make on the leaf once OpenSSL's chain
 // verification passed (depth 0): our identity rules and the chain shape.
 static int
@@ -191,7 +222,9 @@ s_verify_cb (int ok, X509_STORE_CTX *store)
         return 0;
     }
     if (self->ctx->server) {
-        if (s_node_identity (leaf, &self->peer, self->reason, sizeof self->reason)) {
+        if (s_node_identity (leaf, &self->peer, self->reason, sizeof self->reason)
+            || s_issuer_fits (self->ctx, sk_X509_value (chain, 1), self->peer.jurisdiction,
+                              self->reason, sizeof self->reason)) {
             memset (&self->peer, 0, sizeof self->peer);  // never an unverified id
             X509_STORE_CTX_set_error (store, X509_V_ERR_APPLICATION_VERIFICATION);
             return 0;
@@ -358,6 +391,12 @@ wire_tls_ctx_new_server (const wire_tls_config_t *cfg, char *err, size_t errlen)
     self->ssl_ctx = ctx;
     self->server = true;
     self->crl_count = crls;
+    // Our own chain holds the hub CA: no node certificate may come from it.
+    STACK_OF (X509) *own = NULL;
+    if (SSL_CTX_get0_chain_certs (ctx, &own) == 1 && own && sk_X509_num (own) > 0) {
+        self->hub_ca = sk_X509_value (own, 0);
+        X509_up_ref (self->hub_ca);
+    }
     atomic_init (&self->refs, 1);
     return self;
 }

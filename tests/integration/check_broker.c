@@ -182,7 +182,7 @@ static const struct {
     {"bad/expired", "certificate has expired"},
     {"bad/revoked", "certificate revoked"},
     {"bad/foreign", "unable to get local issuer certificate"},
-    {"bad/c-mismatch", "permitted subtree violation"},
+    {"bad/c-mismatch", "issuing CA is not constrained to C=DE"},
     {"bad/cn-mismatch", "does not begin with its country"},
 };
 

@@ -842,6 +842,48 @@ START_TEST (test_codec_node_id_valid)
 }
 END_TEST
 
+// A Submit whose envelope repeats an empty recipient 100,000 times is
+// 300 KB on the wire but would unpack into megabytes: the decoder's
+// allocation budget refuses it before any field check could.
+START_TEST (test_codec_allocation_budget)
+{
+    size_t n = 100000;
+    size_t env_len = n * 2 + 18;
+    uint8_t *buf = malloc (env_len + 16);
+    size_t o = 0;
+    // Frame.submit (field 6, length-delimited) { Submit.envelope (1) { ... } }
+    buf[o++] = 0x32;
+    size_t submit_len = env_len + 4;
+    for (size_t v = submit_len; ; v >>= 7) {
+        buf[o++] = (uint8_t) ((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+        if (v < 0x80)
+            break;
+    }
+    buf[o++] = 0x0a;
+    for (size_t v = env_len; ; v >>= 7) {
+        buf[o++] = (uint8_t) ((v & 0x7f) | (v >= 0x80 ? 0x80 : 0));
+        if (v < 0x80)
+            break;
+    }
+    size_t start = o;
+    buf[o++] = 0x0a;  // id, 16 bytes
+    buf[o++] = 16;
+    memset (buf + o, 7, 16);
+    o += 16;
+    for (size_t i = 0; i < n; i++) {  // recipients (field 3), each empty
+        buf[o++] = 0x1a;
+        buf[o++] = 0;
+    }
+    ck_assert_uint_eq (o - start, env_len);
+    wire_codec_error_t err;
+    Liaison__Frame *f = wire_codec_decode (buf, o, &err);
+    ck_assert_ptr_null (f);
+    ck_assert_int_eq (err.code, LIAISON__ERROR_CODE__ERR_MALFORMED);
+    ck_assert_str_eq (err.reason, "bad-protobuf");
+    free (buf);
+}
+END_TEST
+
 Suite *
 codec_suite (void)
 {
@@ -860,6 +902,7 @@ codec_suite (void)
     tc = tcase_create ("malformed");
     tcase_set_timeout (tc, 10);
     tcase_add_test (tc, test_codec_garbage);
+    tcase_add_test (tc, test_codec_allocation_budget);
     tcase_add_test (tc, test_codec_unknown_frame);
     suite_add_tcase (s, tc);
 

@@ -126,7 +126,10 @@ START_TEST (test_config_all_keys)
                                "        handshake_timeout_ms = 3000\n"
                                "        max_pending_bytes = 131072\n"
                                "        reassembly_budget = 8388608\n"
-                               "        receiver_queue = 7\n";
+                               "        receiver_queue = 7\n"
+                               "        receiver_queue_bytes = 8388608\n"
+                               "        max_handshakes = 9\n"
+                               "        max_sessions_per_node = 3\n";
     char err[512];
     config_t *cfg = s_load (text, err, sizeof err);
     ck_assert_msg (cfg != NULL, "%s", err);
@@ -145,6 +148,9 @@ START_TEST (test_config_all_keys)
     ck_assert_uint_eq (cfg->max_pending_bytes, 131072);
     ck_assert_uint_eq (cfg->reassembly_budget, 8388608);
     ck_assert_uint_eq (cfg->receiver_queue, 7);
+    ck_assert_uint_eq (cfg->receiver_queue_bytes, 8388608);
+    ck_assert_uint_eq (cfg->max_handshakes, 9);
+    ck_assert_uint_eq (cfg->max_sessions_per_node, 3);
     config_destroy (&cfg);
 }
 END_TEST
@@ -159,7 +165,8 @@ START_TEST (test_config_number_bounds)
         uint64_t want;
     } ok[] = {
         {"max_frame = 4096", offsetof (config_t, max_frame), 4096},
-        {"max_frame = 67108864\n        credit_bytes = 67108864", offsetof (config_t, max_frame),
+        {"max_frame = 67108864\n        credit_bytes = 134217728\n"
+         "        max_pending_bytes = 134217728", offsetof (config_t, max_frame),
          WIRE_FRAME_CEILING},
         {"credit_frames = 1", offsetof (config_t, credit_frames), 1},
         {"credit_frames = 65536", offsetof (config_t, credit_frames), 65536},
@@ -216,9 +223,14 @@ START_TEST (test_config_bad_numbers)
         s_limit (text, sizeof text, bad[i].line);
         s_assert_refused (text, bad[i].key, "expected a whole number");
     }
-    // Consistent limits: a credit smaller than one frame is refused.
+    // Consistent limits: a credit smaller than two frames could stall a
+    // sender for ever; pending output must hold two frames too.
     s_limit (text, sizeof text, "credit_bytes = 4096");
-    s_assert_refused (text, "credit_bytes must be at least max_frame", NULL);
+    s_assert_refused (text, "credit_bytes must be at least twice max_frame", NULL);
+    s_limit (text, sizeof text, "max_frame = 65536\n        credit_bytes = 131071");
+    s_assert_refused (text, "credit_bytes must be at least twice max_frame", NULL);
+    s_limit (text, sizeof text, "max_frame = 65536\n        max_pending_bytes = 65536");
+    s_assert_refused (text, "max_pending_bytes must be at least twice max_frame", NULL);
 }
 END_TEST
 

@@ -608,7 +608,7 @@ static const struct {
     {"bad/expired", "expired"},
     {"bad/revoked", "revoked"},
     {"bad/foreign", "unable to get local issuer"},
-    {"bad/c-mismatch", "permitted subtree"},
+    {"bad/c-mismatch", "issuing CA is not constrained to C=DE"},
     {"bad/cn-mismatch", "does not begin with its country"},
 };
 
