@@ -23,6 +23,7 @@ typedef enum {
     BUS_KICK,       /* core->edge: send Error{code, ptr = bus_kick_t*} and close;
                        code 0 and ptr NULL: close without an Error */
     BUS_CREDIT,     /* core->edge: grant code frames and (uintptr_t) ptr bytes */
+    BUS_ADMIT,      /* core->edge: the session may open: send Welcome */
 } bus_kind_t;
 
 typedef struct {

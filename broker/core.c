@@ -443,6 +443,7 @@ s_on_open (core_t *self, uint64_t handle, bus_peer_t *peer)
     s->next = n->sessions;
     n->sessions = s;
     zhashx_insert (self->sessions, (void *) (uintptr_t) handle, s);
+    bus_send (self->bus, BUS_ADMIT, handle, 0, NULL);
 }
 
 static void

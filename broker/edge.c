@@ -19,7 +19,9 @@
 
 // Per-connection state kept by the edge.
 typedef struct {
+    bool in_core;             /* the core knows the session (BUS_OPEN sent) */
     bool admitted;            /* Welcome sent; frames go to the core */
+    char software[65];        /* from Hello, for the session-open line */
     int64_t credit_frames;    /* Submits the peer may still send */
     int64_t credit_bytes;
     int64_t last_ping_ms;     /* our last heartbeat to the peer */
@@ -118,6 +120,25 @@ s_hello (edge_t *self, wire_conn_t *conn, peer_t *p, Liaison__Frame *f)
     snprintf (bp->serial, sizeof bp->serial, "%s", id->serial);
     snprintf (p->session_id, sizeof p->session_id, "s%llu",
               (unsigned long long) ++self->sessions_opened);
+    snprintf (p->software, sizeof p->software, "%s", f->hello->software);
+    // The core decides (session caps); Welcome goes out when it admits.
+    if (bus_send (self->bus, BUS_OPEN, wire_conn_handle (conn), 0, bp)) {
+        free (bp);
+        s_error (conn, LIAISON__ERROR_CODE__ERR_INTERNAL, "internal", "broker core unavailable", true);
+        return -1;
+    }
+    p->in_core = true;
+    return 0;
+}
+
+// The core admitted the session: Welcome.
+static void
+s_admit (edge_t *self, wire_conn_t *conn)
+{
+    peer_t *p = wire_conn_user (conn);
+    const wire_identity_t *id = wire_conn_peer (conn);
+    if (!p || p->admitted)
+        return;
     Liaison__Welcome w = LIAISON__WELCOME__INIT;
     w.version = WIRE_PROTOCOL_VERSION;
     w.node_id = (char *) id->node_id;
@@ -131,12 +152,6 @@ s_hello (edge_t *self, wire_conn_t *conn, peer_t *p, Liaison__Frame *f)
     Liaison__Frame out = LIAISON__FRAME__INIT;
     out.kind_case = LIAISON__FRAME__KIND_WELCOME;
     out.welcome = &w;
-    // The core learns of the session before any of its frames.
-    if (bus_send (self->bus, BUS_OPEN, wire_conn_handle (conn), 0, bp)) {
-        free (bp);
-        s_error (conn, LIAISON__ERROR_CODE__ERR_INTERNAL, "internal", "broker core unavailable", true);
-        return -1;
-    }
     p->admitted = true;
     p->last_ping_ms = wire_clock_ms ();
     wire_conn_set_max_frame (conn, self->cfg->max_frame);
@@ -144,8 +159,7 @@ s_hello (edge_t *self, wire_conn_t *conn, peer_t *p, Liaison__Frame *f)
     p->credit_bytes = (int64_t) self->cfg->credit_bytes;
     wire_codec_send (conn, &out);
     log_event ("session-open", "node=%s jurisdiction=%s session=%s software=%s", id->node_id,
-               id->jurisdiction, p->session_id, LOG_Q (f->hello->software));
-    return 0;
+               id->jurisdiction, p->session_id, LOG_Q (p->software));
 }
 
 static int
@@ -160,6 +174,13 @@ s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
         log_event ("frame-refused", "node=%s reason=%s size=%zu detail=%s", id->node_id,
                    err.reason, size, LOG_Q (err.detail));
         s_error (conn, err.code, err.reason, err.detail, true);
+        return -1;
+    }
+    if (p->in_core && !p->admitted) {
+        wire_codec_free (&f);
+        log_event ("session-refused", "node=%s reason=frame-before-welcome", id->node_id);
+        s_error (conn, LIAISON__ERROR_CODE__ERR_UNEXPECTED, "frame-before-welcome",
+                 "wait for Welcome before sending anything after Hello", true);
         return -1;
     }
     if (!p->admitted) {
@@ -228,7 +249,7 @@ s_on_close (void *arg, wire_conn_t *conn, bool opened, const char *reason)
     if (!opened)
         log_event ("handshake-refused", "peer=%s reason=%s", wire_conn_address (conn),
                    LOG_Q (reason));
-    else if (p && p->admitted) {
+    else if (p && p->in_core) {
         bus_send (self->bus, BUS_CLOSED, wire_conn_handle (conn), 0, NULL);
         log_event ("session-closed", "node=%s session=%s reason=%s", id->node_id,
                    p->session_id, LOG_Q (reason));
@@ -353,6 +374,10 @@ s_from_core (edge_t *self)
                 bus_buf_unref (buf);
                 break;
             }
+            case BUS_ADMIT:
+                if (conn)
+                    s_admit (self, conn);
+                break;
             case BUS_CREDIT:
                 if (conn && wire_conn_user (conn)) {
                     peer_t *p = wire_conn_user (conn);

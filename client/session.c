@@ -309,6 +309,9 @@ s_pass (liaison_t *self, int timeout_ms)
         s_seterr (self, LIAISON_ETIMEOUT, "nothing from the broker for %u ms; reconnecting "
                   "on the next call", 3 * self->heartbeat_ms);
         wire_conn_close (c, "broker silent");
+        self->conn = 0;  // the session is lost now; the socket drains behind it
+        self->state = ST_DOWN;
+        return;
     }
     if (self->state == ST_READY && self->heartbeat_ms
         && wire_clock_ms () - self->last_send_ms > self->heartbeat_ms / 2) {

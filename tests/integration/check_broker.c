@@ -565,6 +565,138 @@ START_TEST (test_bad_config_refused)
 }
 END_TEST
 
+
+START_TEST (test_older_receiver_promoted)
+{
+    broker_t b;
+    harness_broker_start (&b, NULL);
+    liaison_t *old = s_receiver (&b, "de-bka");
+    liaison_t *newer = s_receiver (&b, "de-bka");
+    size_t from = harness_log_size (&b);
+    liaison_close (&newer);
+    // The older receiver takes over when the newest leaves.
+    ck_assert (harness_log_wait (&b, "reason=previous-receiver-closed", from, 5000));
+    liaison_t *fr = s_sender (&b, "fr-pn");
+    liaison_message_t *m = s_request ("de-bka", "for whoever still receives");
+    ck_assert_int_eq (liaison_send (fr, m, 0), LIAISON_OK);
+    liaison_message_t *got = NULL;
+    ck_assert_int_eq (liaison_recv (old, &got, 5000), LIAISON_OK);
+    ck_assert_mem_eq (liaison_message_id (got), liaison_message_id (m), LIAISON_ID_LEN);
+    liaison_message_destroy (&got);
+    liaison_message_destroy (&m);
+    liaison_close (&fr);
+    liaison_close (&old);
+    ck_assert_int_eq (harness_broker_stop (&b), 0);
+}
+END_TEST
+
+START_TEST (test_session_cap_per_node)
+{
+    broker_t b;
+    harness_broker_start (&b, "        max_sessions_per_node = 2\n");
+    liaison_t *a = s_sender (&b, "it-ps");
+    liaison_t *c = s_sender (&b, "it-ps");
+    node_opts_t n;
+    harness_node (&b, &n, "nodes/it-ps");
+    liaison_t *third = NULL;
+    ck_assert_int_eq (liaison_connect (&n.o, &third), LIAISON_EEXHAUSTED);
+    ck_assert_msg (strstr (liaison_errmsg (NULL), "too-many-sessions") != NULL, "%s",
+                   liaison_errmsg (NULL));
+    // Other nodes are not affected.
+    liaison_t *de = s_receiver (&b, "de-bka");
+    liaison_close (&de);
+    liaison_close (&a);
+    liaison_close (&c);
+    ck_assert_int_eq (harness_broker_stop (&b), 0);
+}
+END_TEST
+
+START_TEST (test_receiver_queue_full)
+{
+    broker_t b;
+    harness_broker_start (&b, "        receiver_queue = 2\n");
+    // A receiver that grants no delivery credit at all.
+    raw_t r;
+    ck_assert_int_eq (raw_connect (&r, &b, "nodes/de-bka"), 0);
+    ck_assert_int_eq (raw_hello (&r), 0);
+    Liaison__Receive rx = LIAISON__RECEIVE__INIT;
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_RECEIVE;
+    f.receive = &rx;
+    size_t from = harness_log_size (&b);
+    ck_assert_int_eq (raw_send_frame (&r, &f), 0);
+    ck_assert (harness_log_wait (&b, "event=receiver node=de-bka window=0", from, 5000));
+    liaison_t *fr = s_sender (&b, "fr-pn");
+    liaison_message_t *m[3];
+    for (int i = 0; i < 3; i++) {
+        m[i] = s_request ("de-bka", "queued");
+        ck_assert_int_eq (liaison_send (fr, m[i], 0), LIAISON_OK);
+    }
+    ck_assert_int_eq (liaison_flush (fr, 5000), LIAISON_OK);
+    // Two wait in the queue; the third is refused, with a receipt.
+    s_expect_rejected (fr, liaison_message_id (m[2]), "de-bka", "recipient-busy");
+    liaison_receipt_t *none = NULL;
+    ck_assert_int_eq (liaison_next_receipt (fr, &none, 0), LIAISON_ETIMEOUT);
+    // When the receiver goes away, the queued two are reported.
+    raw_close (&r);
+    s_expect_rejected (fr, liaison_message_id (m[0]), "de-bka", "recipient-disconnected");
+    s_expect_rejected (fr, liaison_message_id (m[1]), "de-bka", "recipient-disconnected");
+    for (int i = 0; i < 3; i++)
+        liaison_message_destroy (&m[i]);
+    liaison_close (&fr);
+    ck_assert_int_eq (harness_broker_stop (&b), 0);
+}
+END_TEST
+
+START_TEST (test_control_frame_too_large)
+{
+    broker_t b;
+    harness_broker_start (&b, NULL);
+    raw_t r;
+    ck_assert_int_eq (raw_connect (&r, &b, "nodes/it-ps"), 0);
+    ck_assert_int_eq (raw_hello (&r), 0);
+    // A Close frame with a 5000-byte reason (the codec allows 1024 only, and
+    // the edge refuses any control frame over 4096 bytes first).
+    char reason[5001];
+    memset (reason, 'x', sizeof reason - 1);
+    reason[sizeof reason - 1] = 0;
+    Liaison__Close c = LIAISON__CLOSE__INIT;
+    c.reason = reason;
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_CLOSE;
+    f.close = &c;
+    ck_assert_int_eq (raw_send_frame (&r, &f), 0);
+    bool closed = false;
+    ck_assert_int_eq (raw_expect_error (&r, 5000, &closed), LIAISON__ERROR_CODE__ERR_MALFORMED);
+    ck_assert (closed);
+    raw_close (&r);
+    ck_assert (harness_log_wait (&b, "reason=", 0, 1000));
+    ck_assert_int_eq (harness_broker_stop (&b), 0);
+}
+END_TEST
+
+START_TEST (test_client_detects_silent_broker)
+{
+    broker_t b;
+    harness_broker_start (&b, "        heartbeat_ms = 200\n");
+    liaison_t *de = s_receiver (&b, "de-bka");
+    // The broker pings us: an idle session stays up.
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq (liaison_pump (de, 100), LIAISON_OK);
+    // A frozen broker: TCP stays up, nothing arrives.
+    harness_signal (&b, SIGSTOP);
+    int rc = LIAISON_OK;
+    for (int i = 0; i < 40 && rc == LIAISON_OK; i++)
+        rc = liaison_pump (de, 50);
+    harness_signal (&b, SIGCONT);
+    ck_assert_int_eq (rc, LIAISON_ETIMEOUT);
+    ck_assert_msg (strstr (liaison_errmsg (de), "nothing from the broker") != NULL, "%s",
+                   liaison_errmsg (de));
+    liaison_close (&de);
+    ck_assert_int_eq (harness_broker_stop (&b), 0);
+}
+END_TEST
+
 Suite *
 broker_suite (void)
 {
@@ -576,6 +708,9 @@ broker_suite (void)
     tcase_add_test (tc, test_sender_spoofing_refused);
     tcase_add_test (tc, test_newer_receiver_takes_over);
     tcase_add_test (tc, test_reconnect_with_fresh_session);
+    tcase_add_test (tc, test_older_receiver_promoted);
+    tcase_add_test (tc, test_receiver_queue_full);
+    tcase_add_test (tc, test_client_detects_silent_broker);
     suite_add_tcase (s, tc);
     tc = tcase_create ("identity");
     tcase_set_timeout (tc, 60);
@@ -597,6 +732,8 @@ broker_suite (void)
     tcase_add_test (tc, test_credit_exceeded_cuts_off);
     tcase_add_test (tc, test_heartbeat_timeout);
     tcase_add_test (tc, test_bad_config_refused);
+    tcase_add_test (tc, test_session_cap_per_node);
+    tcase_add_test (tc, test_control_frame_too_large);
     suite_add_tcase (s, tc);
     return s;
 }
