@@ -419,6 +419,19 @@ START_TEST (test_config_small_error_buffer)
 }
 END_TEST
 
+// The sample configuration shipped in deploy/ loads as it is.
+START_TEST (test_config_sample_loads)
+{
+    char err[512] = "";
+    config_t *cfg = config_load ("deploy/liaisond.cfg", err, sizeof err);
+    ck_assert_msg (cfg != NULL, "%s", err);
+    ck_assert_str_eq (cfg->endpoint, "tcp://0.0.0.0:7441");
+    ck_assert_uint_eq (cfg->max_sessions_per_node, 16);
+    ck_assert_uint_eq (cfg->receiver_queue_bytes, 67108864);
+    config_destroy (&cfg);
+}
+END_TEST
+
 Suite *
 config_suite (void)
 {
@@ -438,6 +451,7 @@ config_suite (void)
     tcase_add_test (tc, test_config_indentation);
     tcase_add_test (tc, test_config_endpoint);
     tcase_add_test (tc, test_config_empty_values);
+    tcase_add_test (tc, test_config_sample_loads);
     tcase_add_test (tc, test_config_no_section);
     tcase_add_test (tc, test_config_file_errors);
     tcase_add_test (tc, test_config_line_errors);
