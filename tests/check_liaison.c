@@ -9,6 +9,7 @@ int
 main (void)
 {
     SRunner *sr = srunner_create (frame_suite ());
+    srunner_add_suite (sr, conn_suite ());
     srunner_add_suite (sr, codec_suite ());
     srunner_add_suite (sr, tls_suite ());
     srunner_add_suite (sr, config_suite ());

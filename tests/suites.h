@@ -6,6 +6,7 @@
 #include <check.h>
 
 Suite *frame_suite (void);
+Suite *conn_suite (void);
 Suite *codec_suite (void);
 Suite *tls_suite (void);
 Suite *config_suite (void);

@@ -2,7 +2,10 @@
 #include "harness.h"
 #include "suites.h"
 
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <signal.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -697,6 +700,80 @@ START_TEST (test_client_detects_silent_broker)
 }
 END_TEST
 
+START_TEST (test_crl_expiring_warned)
+{
+    broker_t b;
+    harness_prepare (&b, NULL, NULL, NULL);
+    ck_assert_int_eq (harness_sh ("bash deploy/pki/liaison-pki -d '%s' crl FR --hours 12 "
+                                  ">/dev/null 2>&1", b.pki), 0);
+    ck_assert_int_eq (harness_start (&b), 0);
+    ck_assert (harness_log_wait (&b, "event=crl-expiring", 0, 3000));
+    ck_assert (harness_log_wait (&b, "C=FR", 0, 1000));
+    // Still valid: FR nodes get in.
+    liaison_t *fr = s_sender (&b, "fr-pn");
+    liaison_close (&fr);
+    ck_assert_int_eq (harness_broker_stop (&b), 0);
+}
+END_TEST
+
+// Replaces FR's CRL with one whose nextUpdate has passed (signed by the FR
+// CA, so only its age is wrong).
+static void
+s_write_expired_crl (broker_t *b)
+{
+    char path[600];
+    snprintf (path, sizeof path, "%s/jur/FR/ca.key", b->pki);
+    FILE *f = fopen (path, "r");
+    ck_assert_ptr_nonnull (f);
+    EVP_PKEY *key = PEM_read_PrivateKey (f, NULL, NULL, NULL);
+    fclose (f);
+    snprintf (path, sizeof path, "%s/jur/FR/ca.pem", b->pki);
+    f = fopen (path, "r");
+    ck_assert_ptr_nonnull (f);
+    X509 *ca = PEM_read_X509 (f, NULL, NULL, NULL);
+    fclose (f);
+    ck_assert_ptr_nonnull (key);
+    ck_assert_ptr_nonnull (ca);
+    X509_CRL *crl = X509_CRL_new ();
+    X509_CRL_set_version (crl, 1);
+    X509_CRL_set_issuer_name (crl, X509_get_subject_name (ca));
+    ASN1_TIME *last = ASN1_TIME_adj (NULL, time (NULL), -2, 0);
+    ASN1_TIME *next = ASN1_TIME_adj (NULL, time (NULL), -1, 0);
+    X509_CRL_set1_lastUpdate (crl, last);
+    X509_CRL_set1_nextUpdate (crl, next);
+    ck_assert_int_gt (X509_CRL_sign (crl, key, EVP_sha256 ()), 0);
+    snprintf (path, sizeof path, "%s/crl/FR.crl.pem", b->pki);
+    f = fopen (path, "w");
+    ck_assert_ptr_nonnull (f);
+    PEM_write_X509_CRL (f, crl);
+    fclose (f);
+    ASN1_TIME_free (last);
+    ASN1_TIME_free (next);
+    X509_CRL_free (crl);
+    X509_free (ca);
+    EVP_PKEY_free (key);
+}
+
+START_TEST (test_expired_crl_fails_closed)
+{
+    broker_t b;
+    harness_prepare (&b, NULL, NULL, NULL);
+    s_write_expired_crl (&b);
+    ck_assert_int_eq (harness_start (&b), 0);
+    ck_assert (harness_log_wait (&b, "event=crl-expired", 0, 3000));
+    node_opts_t n;
+    harness_node (&b, &n, "nodes/fr-pn");
+    liaison_t *l = NULL;
+    ck_assert_int_eq (liaison_connect (&n.o, &l), LIAISON_EAUTH);
+    ck_assert (harness_log_wait (&b, "CRL has expired", 0, 3000));
+    // Other jurisdictions are unaffected.
+    harness_node (&b, &n, "nodes/de-bka");
+    ck_assert_int_eq (liaison_connect (&n.o, &l), LIAISON_OK);
+    liaison_close (&l);
+    ck_assert_int_eq (harness_broker_stop (&b), 0);
+}
+END_TEST
+
 Suite *
 broker_suite (void)
 {
@@ -722,6 +799,8 @@ broker_suite (void)
     tcase_add_test (tc, test_sighup_revocation_closes_session);
     tcase_add_test (tc, test_failed_reload_keeps_state);
     tcase_add_test (tc, test_missing_crl_fails_closed);
+    tcase_add_test (tc, test_crl_expiring_warned);
+    tcase_add_test (tc, test_expired_crl_fails_closed);
     suite_add_tcase (s, tc);
     tc = tcase_create ("hostile");
     tcase_set_timeout (tc, 60);
