@@ -83,6 +83,9 @@ $(BUILD)/check_liaison: $(call obj,tests/check_liaison.c $(UNIT_SRC) $(INTEG_SRC
 $(BUILD)/bench_relay: $(call obj,tests/bench/bench_relay.c) $(LIBA)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS) -lm -lpthread
 
+$(BUILD)/bench_policy: $(call obj,tests/bench/bench_policy.c broker/rules.c) $(LIBA)
+	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
+
 $(BUILD)/test-pki/.done: tests/integration/make-test-pki.sh deploy/pki/liaison-pki
 	bash tests/integration/make-test-pki.sh $(BUILD)/test-pki >/dev/null
 	touch $@
@@ -107,7 +110,8 @@ check-run-asan: all $(BUILD)/check_liaison $(BUILD)/test-pki/.done
 bench: deps
 	@$(MAKE) --no-print-directory bench-run
 
-bench-run: all $(BUILD)/bench_relay $(BUILD)/test-pki/.done
+bench-run: all $(BUILD)/bench_relay $(BUILD)/bench_policy $(BUILD)/test-pki/.done
+	$(BUILD)/bench_policy
 	LIAISON_BUILD=$(BUILD) LIAISON_PKI=$(BUILD)/test-pki $(BUILD)/bench_relay
 
 # libFuzzer targets, built with clang into build/fuzz.
@@ -122,13 +126,16 @@ fuzz-build: $(GEN)
 	@mkdir -p $(BUILD)/fuzz
 	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_frame tests/fuzz/fuzz_frame.c $(FUZZ_WIRE) $(PKG_LIBS)
 	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_config tests/fuzz/fuzz_config.c broker/config.c $(PKG_LIBS)
+	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_rules tests/fuzz/fuzz_rules.c broker/rules.c $(FUZZ_WIRE) $(PKG_LIBS)
 
 # A short fuzzing run (CI): FUZZ_SECONDS per target.
 fuzz-run: fuzz
-	@mkdir -p $(BUILD)/fuzz/corpus-frame $(BUILD)/fuzz/corpus-config
+	@mkdir -p $(BUILD)/fuzz/corpus-frame $(BUILD)/fuzz/corpus-config $(BUILD)/fuzz/corpus-rules
 	cp deploy/liaisond.cfg $(BUILD)/fuzz/corpus-config/
+	cp deploy/liaison.rules tests/integration/test.rules $(BUILD)/fuzz/corpus-rules/
 	$(BUILD)/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=70000 $(BUILD)/fuzz/corpus-frame
 	$(BUILD)/fuzz/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(BUILD)/fuzz/corpus-config
+	$(BUILD)/fuzz/fuzz_rules -max_total_time=$(FUZZ_SECONDS) -max_len=16384 $(BUILD)/fuzz/corpus-rules
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -15,6 +15,7 @@ static const char *s_keys[] = {
     "liaisond",
     "liaisond/endpoint",
     "liaisond/state_dir",
+    "liaisond/rules",
     "liaisond/tls",
     "liaisond/tls/cert",
     "liaisond/tls/key",
@@ -177,11 +178,13 @@ config_load (const char *path, char *err, size_t errlen)
     self->key = s_string (root, "liaisond/tls/key", NULL);
     self->ca = s_string (root, "liaisond/tls/ca", NULL);
     self->crl_dir = s_string (root, "liaisond/tls/crl_dir", NULL);
+    self->rules = s_string (root, "liaisond/rules", NULL);
     const char *missing = !self->state_dir ? "liaisond/state_dir"
                           : !self->cert    ? "liaisond/tls/cert"
                           : !self->key     ? "liaisond/tls/key"
                           : !self->ca      ? "liaisond/tls/ca"
                           : !self->crl_dir ? "liaisond/tls/crl_dir"
+                          : !self->rules   ? "liaisond/rules"
                                            : NULL;
     if (missing) {
         s_fail (err, errlen, path, "%s is required", missing);
@@ -261,6 +264,7 @@ config_destroy (config_t **self_p)
     free (self->key);
     free (self->ca);
     free (self->crl_dir);
+    free (self->rules);
     free (self);
     *self_p = NULL;
 }

@@ -9,6 +9,7 @@ typedef struct {
     char *endpoint;            /* ZeroMQ endpoint to bind, tcp://host:port */
     char *state_dir;           /* where ready (and later the store) live */
     char *cert, *key, *ca, *crl_dir;
+    char *rules;               /* routing rules file */
     uint32_t max_frame;
     uint32_t max_connections;
     uint32_t credit_frames;

@@ -5,6 +5,7 @@
 #include "codec.h"
 #include "conn.h"
 #include "log.h"
+#include "rules.h"
 
 #include <czmq.h>
 #include <openssl/crypto.h>
@@ -43,6 +44,7 @@ struct node {
 
 typedef struct {
     const config_t *cfg;
+    rules_t *rules;           /* the routing policy in force */
     uint64_t rx_seq;          /* counts Receive frames, for receiver order */
     void *bus;                /* PAIR to the edge */
     zhashx_t *sessions;       /* handle -> session_t */
@@ -115,8 +117,8 @@ s_kick (core_t *self, uint64_t handle, int code, const char *reason, const char 
 }
 
 static void
-s_receipt (core_t *self, uint64_t handle, const uint8_t *id, const char *recipient,
-           int status, const char *reason)
+s_receipt_ex (core_t *self, uint64_t handle, const uint8_t *id, const char *recipient,
+              int status, const char *reason, const char *rule)
 {
     Liaison__Receipt r = LIAISON__RECEIPT__INIT;
     r.id.data = (uint8_t *) id;
@@ -124,6 +126,8 @@ s_receipt (core_t *self, uint64_t handle, const uint8_t *id, const char *recipie
     r.recipient = (char *) recipient;
     r.status = (Liaison__ReceiptStatus) status;
     r.reason = (char *) (reason ? reason : "");
+    r.rule = (char *) (rule ? rule : "");
+    r.rules_hash = rule ? (char *) rules_hash (self->rules) : "";
     r.time_ms = wire_time_ms ();
     Liaison__Frame f = LIAISON__FRAME__INIT;
     f.kind_case = LIAISON__FRAME__KIND_RECEIPT;
@@ -131,9 +135,11 @@ s_receipt (core_t *self, uint64_t handle, const uint8_t *id, const char *recipie
     s_send_frame (self, handle, &f);
 }
 
+// A REJECTED receipt, logged; rule is "FILE:LINE" or "default" when the
+// policy decided, NULL otherwise.
 static void
-s_reject (core_t *self, session_t *from, const uint8_t *id, const char *recipient,
-          const char *reason)
+s_reject_rule (core_t *self, session_t *from, const uint8_t *id, const char *recipient,
+               const char *reason, const char *rule)
 {
     char hex[33];
     static const char digits[] = "0123456789abcdef";
@@ -142,9 +148,216 @@ s_reject (core_t *self, session_t *from, const uint8_t *id, const char *recipien
         hex[2 * i + 1] = digits[id[i] & 15];
     }
     hex[32] = 0;
-    log_event ("message-rejected", "id=%s sender=%s recipient=%s reason=%s", hex,
-               from->peer.node_id, recipient, reason);
-    s_receipt (self, from->handle, id, recipient, LIAISON__RECEIPT_STATUS__REJECTED, reason);
+    if (rule)
+        log_event ("message-rejected", "id=%s sender=%s recipient=%s reason=%s rule=%s rules=%s",
+                   hex, from->peer.node_id, recipient, reason, LOG_Q (rule),
+                   rules_hash (self->rules));
+    else
+        log_event ("message-rejected", "id=%s sender=%s recipient=%s reason=%s", hex,
+                   from->peer.node_id, recipient, reason);
+    s_receipt_ex (self, from->handle, id, recipient, LIAISON__RECEIPT_STATUS__REJECTED, reason,
+                  rule);
+}
+
+static void
+s_reject (core_t *self, session_t *from, const uint8_t *id, const char *recipient,
+          const char *reason)
+{
+    s_reject_rule (self, from, id, recipient, reason, NULL);
+}
+
+// The policy question for one recipient of an envelope.
+static void
+s_query (const Liaison__Envelope *e, const char *sender, const char *recipient,
+         rules_query_t *q)
+{
+    q->sender = sender;
+    q->recipient = recipient;
+    q->type = (int) e->type;
+    q->priority = (int) e->priority;
+    q->tlp = (int) e->tlp;
+    q->handling = (int) e->handling;
+    q->source = e->evaluation && e->evaluation->source[0] ? e->evaluation->source[0] : 0;
+    q->accuracy = e->evaluation ? (int) e->evaluation->information : 0;
+    q->basis = e->legal_basis;
+    q->reply = e->in_reply_to.len > 0;
+}
+
+// "FILE:LINE" of a decision, or "default".
+static const char *
+s_rule_text (const core_t *self, int line, char *buf, size_t size)
+{
+    if (line == 0)
+        return "default";
+    snprintf (buf, size, "%s:%d", rules_file (self->rules), line);
+    return buf;
+}
+
+// A message marked TLP:RED or H2 goes to the nodes its sender named, and to
+// no one an address would add behind the sender's back.
+static bool
+s_restricted (const Liaison__Envelope *e)
+{
+    return e->tlp == LIAISON__TLP__TLP_RED || e->handling == LIAISON__HANDLING_CODE__H2;
+}
+
+/* ------------------------------------------------------------ resolution */
+
+#define MAX_RESOLVED (2 * WIRE_MAX_RECIPIENTS)
+
+typedef struct {
+    Liaison__Resolution items[MAX_RESOLVED];
+    Liaison__Resolution *ptrs[MAX_RESOLVED];
+    char rules[MAX_RESOLVED][160];  /* FILE:LINE texts */
+    size_t n;
+    const char *address;            /* the address being expanded */
+    int kind;
+    const Liaison__Envelope *env;
+    const char *sender;
+    core_t *core;
+} resolution_t;
+
+static Liaison__Resolution *
+s_entry_find (resolution_t *r, const char *node)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->items[i].node[0] && strcmp (r->items[i].node, node) == 0)
+            return &r->items[i];
+    return NULL;
+}
+
+static Liaison__Resolution *
+s_entry_add (resolution_t *r, const char *address, int kind, const char *node, bool allowed,
+             const char *reason, const char *rule)
+{
+    if (r->n == MAX_RESOLVED)
+        return NULL;
+    Liaison__Resolution *e = &r->items[r->n];
+    liaison__resolution__init (e);
+    e->address = (char *) address;
+    e->kind = (Liaison__RecipientKind) kind;
+    e->node = (char *) node;
+    e->allowed = allowed;
+    e->reason = (char *) reason;
+    snprintf (r->rules[r->n], sizeof r->rules[r->n], "%s", rule ? rule : "");
+    e->rule = r->rules[r->n];
+    r->ptrs[r->n] = e;
+    r->n++;
+    return e;
+}
+
+// One node an address stands for: decide it under the rules.
+static void
+s_resolve_node (void *arg, const char *node)
+{
+    resolution_t *r = arg;
+    if (s_entry_find (r, node))
+        return;  // reached by an earlier address
+    rules_query_t q;
+    s_query (r->env, r->sender, node, &q);
+    rules_decision_t d;
+    rules_decide (r->core->rules, &q, &d);
+    char rule[160];
+    s_entry_add (r, r->address, r->kind, node, d.allow, d.line ? "rule" : "default",
+                 s_rule_text (r->core, d.line, rule, sizeof rule));
+}
+
+static void
+s_resolve_copy (void *arg, const char *node, int line)
+{
+    resolution_t *r = arg;
+    if (s_entry_find (r, node) || strcmp (node, r->sender) == 0)
+        return;
+    char rule[160];
+    s_entry_add (r, node, LIAISON__RECIPIENT_KIND__NODE, node, true, "required-copy",
+                 s_rule_text (r->core, line, rule, sizeof rule));
+}
+
+// Resolves an envelope's addresses into decided nodes, copies included.
+// Node names in the entries point into the envelope or the rules.
+static void
+s_resolve (core_t *self, const Liaison__Envelope *env, const char *sender, resolution_t *r)
+{
+    r->n = 0;
+    r->env = env;
+    r->sender = sender;
+    r->core = self;
+    for (size_t i = 0; i < env->n_recipients; i++) {
+        const Liaison__Recipient *a = env->recipients[i];
+        r->address = a->name;
+        r->kind = (int) a->kind;
+        if (a->kind == LIAISON__RECIPIENT_KIND__NODE) {
+            if (strcmp (a->name, sender) == 0)
+                s_entry_add (r, a->name, r->kind, "", false, "sender-itself", NULL);
+            else
+                s_resolve_node (r, a->name);
+            continue;
+        }
+        if (s_restricted (env)) {
+            s_entry_add (r, a->name, r->kind, "", false, "handling-restricts-addressing", NULL);
+            continue;
+        }
+        size_t before = r->n;
+        int n = rules_expand (self->rules, r->kind, a->name, sender, s_resolve_node, r);
+        if (n < 0)
+            s_entry_add (r, a->name, r->kind, "", false, "unknown-address", NULL);
+        else if (n == 0 && r->n == before)
+            s_entry_add (r, a->name, r->kind, "", false, "no-contact-point", NULL);
+    }
+    // Required copies of every allowed pair.
+    size_t decided = r->n;
+    for (size_t i = 0; i < decided; i++) {
+        if (!r->items[i].allowed)
+            continue;
+        rules_query_t q;
+        s_query (env, sender, r->items[i].node, &q);
+        rules_copies (self->rules, &q, s_resolve_copy, r);
+    }
+}
+
+static void
+s_on_resolve (core_t *self, session_t *s, const Liaison__Resolve *req)
+{
+    resolution_t *r = malloc (sizeof *r);
+    if (!r) {
+        s_kick (self, s->handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "exhausted", "broker out of memory");
+        return;
+    }
+    s_resolve (self, req->envelope, s->peer.node_id, r);
+    Liaison__Resolved out = LIAISON__RESOLVED__INIT;
+    out.request_id = req->request_id;
+    out.n_entries = r->n;
+    out.entries = r->ptrs;
+    out.rules_hash = (char *) rules_hash (self->rules);
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_RESOLVED;
+    f.resolved = &out;
+    s_send_frame (self, s->handle, &f);
+    free (r);
+}
+
+// A Submit must carry exactly what the current rules allow: node addresses
+// only, each allowed, and every required copy. Otherwise the sender's
+// resolution is out of date: refuse it whole (it resolves again).
+static bool
+s_recipients_current (core_t *self, const Liaison__Envelope *env, const char *sender,
+                      resolution_t *r)
+{
+    for (size_t i = 0; i < env->n_recipients; i++)
+        if (env->recipients[i]->kind != LIAISON__RECIPIENT_KIND__NODE)
+            return false;
+    s_resolve (self, env, sender, r);
+    for (size_t i = 0; i < r->n; i++) {
+        if (!r->items[i].allowed)
+            return false;
+        // A required copy the resolution added must be on the list too.
+        bool listed = false;
+        for (size_t j = 0; j < env->n_recipients && !listed; j++)
+            listed = strcmp (env->recipients[j]->name, r->items[i].node) == 0;
+        if (!listed)
+            return false;
+    }
+    return true;
 }
 
 // Pushes queued deliveries while the receiver has credit.
@@ -229,6 +442,23 @@ s_on_submit (core_t *self, session_t *s, Liaison__Frame *f, size_t frame_size)
         s_credit_back (self, s, frame_size);
         return;
     }
+    resolution_t *r = malloc (sizeof *r);
+    if (!r || !s_recipients_current (self, env, s->peer.node_id, r)) {
+        // One receipt per entry: the refused nodes and the required copies
+        // the sender left out are named, each with its rule.
+        for (size_t i = 0; r && i < r->n; i++) {
+            const Liaison__Resolution *e = &r->items[i];
+            s_reject_rule (self, s, id, e->node[0] ? e->node : e->address,
+                           "recipients-changed", e->rule[0] ? e->rule : NULL);
+        }
+        if (!r || r->n == 0)
+            for (size_t i = 0; i < env->n_recipients; i++)
+                s_reject (self, s, id, env->recipients[i]->name, "recipients-changed");
+        free (r);
+        s_credit_back (self, s, frame_size);
+        return;
+    }
+    free (r);
     // Stamp the sender from the certificate.
     char *stamped = strdup (s->peer.node_id);
     if (!stamped) {
@@ -252,10 +482,6 @@ s_on_submit (core_t *self, session_t *s, Liaison__Frame *f, size_t frame_size)
             dup = env->recipients[j]->kind == r->kind && !strcmp (env->recipients[j]->name, r->name);
         if (dup)
             continue;
-        if (r->kind != LIAISON__RECIPIENT_KIND__NODE) {
-            s_reject (self, s, id, r->name, "address-unsupported");
-            continue;
-        }
         node_t *n = zhashx_lookup (self->nodes, r->name);
         if (!n || !n->receiver) {
             s_reject (self, s, id, r->name, "recipient-offline");
@@ -371,6 +597,9 @@ s_on_frame (core_t *self, uint64_t handle, Liaison__Frame *f, size_t size)
             break;
         case LIAISON__FRAME__KIND_RECEIVE:
             s_on_receive (self, s, f->receive);
+            break;
+        case LIAISON__FRAME__KIND_RESOLVE:
+            s_on_resolve (self, s, f->resolve);
             break;
         case LIAISON__FRAME__KIND_CREDIT:
             if (s->rx_seq) {
@@ -489,6 +718,34 @@ s_session_free (void **item)
     *item = NULL;
 }
 
+static void
+s_rules_error (void *arg, const char *file, int line, const char *message)
+{
+    (void) arg;
+    log_event ("rules-error", "file=%s line=%d message=%s", LOG_Q (file), line, LOG_Q (message));
+}
+
+// Loads the rules file again; on any error the rules in force stay.
+// Messages are decided one at a time by this thread, so each is decided
+// by exactly one version.
+static void
+s_reload_rules (core_t *self, zsock_t *pipe)
+{
+    rules_t *fresh = rules_load (self->cfg->rules, s_rules_error, NULL);
+    if (!fresh) {
+        log_event ("rules-reload-failed", "file=%s kept=%s", LOG_Q (self->cfg->rules),
+                   rules_hash (self->rules));
+        zstr_send (pipe, "FAILED");
+        return;
+    }
+    log_event ("rules-reloaded", "file=%s rules=%zu hash=%s previous=%s",
+               LOG_Q (rules_file (fresh)), rules_count (fresh), rules_hash (fresh),
+               rules_hash (self->rules));
+    rules_destroy (&self->rules);
+    self->rules = fresh;
+    zstr_send (pipe, "OK");
+}
+
 void
 core_actor (void *pipe_v, void *args_v)
 {
@@ -513,6 +770,16 @@ core_actor (void *pipe_v, void *args_v)
         zstr_send (pipe, "FAILED");
         goto done;
     }
+    self.rules = rules_load (self.cfg->rules, s_rules_error, NULL);
+    if (!self.rules) {
+        log_event ("startup-failed", "reason=%s file=%s", LOG_Q ("routing rules do not load"),
+                   LOG_Q (self.cfg->rules));
+        zsock_signal (pipe, 0);
+        zstr_send (pipe, "FAILED");
+        goto done;
+    }
+    log_event ("rules-loaded", "file=%s rules=%zu hash=%s", LOG_Q (rules_file (self.rules)),
+               rules_count (self.rules), rules_hash (self.rules));
     zsock_signal (pipe, 0);
     zstr_send (pipe, "OK");
     zmq_pollitem_t items[] = {{zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
@@ -523,6 +790,8 @@ core_actor (void *pipe_v, void *args_v)
         if (items[0].revents & ZMQ_POLLIN) {
             char *cmd = zstr_recv (pipe);
             bool term = !cmd || streq (cmd, "$TERM");
+            if (cmd && streq (cmd, "RELOAD"))
+                s_reload_rules (&self, pipe);
             zstr_free (&cmd);
             if (term)
                 break;
@@ -552,6 +821,7 @@ done:
         s_session_free (&item);
     zhashx_destroy (&self.sessions);
     zhashx_destroy (&self.nodes);
+    rules_destroy (&self.rules);
     // Drain anything left on the bus so no frame leaks.
     bus_msg_t m;
     while (bus_recv (self.bus, &m) == 0) {

@@ -13,7 +13,8 @@
 
 #define TICK_MS 250
 #define FIRST_MAX_FRAME 16384  /* until Welcome: a Hello is far smaller */
-#define MAX_CONTROL_FRAME 4096 /* every frame but Submit is small */
+#define MAX_CONTROL_FRAME 4096 /* every frame but Submit and Resolve is small */
+#define MAX_RESOLVE_FRAME 65536 /* 256 addresses and the routing fields */
 #define CRL_WARN_MS (24 * 3600 * 1000LL)
 #define CRL_CHECK_EVERY_MS (3600 * 1000LL)
 
@@ -188,12 +189,15 @@ s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
         wire_codec_free (&f);
         return rc;
     }
-    if (f->kind_case != LIAISON__FRAME__KIND_SUBMIT && size > MAX_CONTROL_FRAME) {
+    size_t cap = f->kind_case == LIAISON__FRAME__KIND_SUBMIT    ? SIZE_MAX
+                 : f->kind_case == LIAISON__FRAME__KIND_RESOLVE ? MAX_RESOLVE_FRAME
+                                                                : MAX_CONTROL_FRAME;
+    if (size > cap) {
         wire_codec_free (&f);
         log_event ("frame-refused", "node=%s reason=control-frame-too-large size=%zu",
                    id->node_id, size);
         s_error (conn, LIAISON__ERROR_CODE__ERR_MALFORMED, "control-frame-too-large",
-                 "only Submit frames may exceed 4096 bytes", true);
+                 "only Submit frames may exceed 4096 bytes (Resolve: 65536)", true);
         return -1;
     }
     // Acks count once the store keeps delivery state; until then they stop here.

@@ -4,6 +4,7 @@
 #include "core.h"
 #include "edge.h"
 #include "log.h"
+#include "policy_cli.h"
 
 #include <czmq.h>
 #include <signal.h>
@@ -17,6 +18,11 @@ s_usage (FILE *out)
 {
     fprintf (out,
              "usage: liaisond -c FILE        run the broker with configuration FILE\n"
+             "       liaisond check-rules FILE\n"
+             "                               check a routing rules file (exit 0 valid, 2 not)\n"
+             "       liaisond explain --rules FILE --from NODE --to ADDRESS --type TYPE ...\n"
+             "                               decide one message under a rules file\n"
+             "                               (exit 0 allow, 1 deny; 'liaisond explain' for flags)\n"
              "       liaisond --version      print the version\n"
              "       liaisond --help         this text\n"
              "Exit codes: 0 stopped cleanly, 1 runtime failure, 2 usage or configuration error.\n");
@@ -57,6 +63,10 @@ int
 main (int argc, char **argv)
 {
     const char *cfg_path = NULL;
+    if (argc >= 2 && streq (argv[1], "check-rules"))
+        return policy_check_rules (argc - 1, argv + 1);
+    if (argc >= 2 && streq (argv[1], "explain"))
+        return policy_explain (argc - 1, argv + 1);
     for (int i = 1; i < argc; i++) {
         if (streq (argv[i], "-c") && i + 1 < argc)
             cfg_path = argv[++i];
@@ -146,8 +156,13 @@ main (int argc, char **argv)
             continue;
         if (si.ssi_signo == SIGHUP) {
             log_event ("reload", "signal=SIGHUP");
+            // Certificates and CRLs in the edge, routing rules in the core;
+            // each keeps what it had if its part does not load.
             zstr_send (edge, "RELOAD");
             char *reply = zstr_recv (edge);
+            zstr_free (&reply);
+            zstr_send (core, "RELOAD");
+            reply = zstr_recv (core);
             zstr_free (&reply);
         }
         else {

@@ -15,6 +15,10 @@ struct liaison_receipt {
     liaison_receipt_t *next;
 };
 
+struct liaison_resolution {
+    Liaison__Resolved *r;    /* unpacked from the wire */
+};
+
 /* Wraps an envelope (taken) as a message. NULL when out of memory. */
 liaison_message_t *message_wrap (Liaison__Envelope *env);
 

@@ -237,9 +237,17 @@ LIAISON_EXPORT const char *liaison_jurisdiction (const liaison_t *self);
 #define LIAISON_MORE 1
 
 /* Sends msg (not taken: the caller still owns it). A message without an
-   id gets 16 random bytes; created is set to now if unset. Waits up to the
-   session timeout for sending credit. If the session dropped, reconnects
-   once first. A refusal by the broker arrives later as a REJECTED receipt. */
+   id gets 16 random bytes; created is set to now if unset. The addresses
+   are first resolved under the broker's routing rules (the answer is
+   remembered for messages with the same routing fields): the message goes
+   to exactly the allowed nodes, required copies included, and every
+   refused address is reported at once as a REJECTED receipt naming the
+   rule. If the rules change before the broker processes it, the broker
+   refuses it as recipients-changed and the library resolves and sends it
+   once more by itself. LIAISON_EDENIED when no recipient is allowed (the
+   receipts say why). Waits up to the session timeout for sending credit.
+   If the session dropped, reconnects once first. Other refusals by the
+   broker (recipient offline, ...) arrive later as REJECTED receipts. */
 LIAISON_EXPORT int liaison_send (liaison_t *self, liaison_message_t *msg, int flags);
 
 /* Waits until the broker has processed everything sent before (a ping
@@ -253,6 +261,37 @@ LIAISON_EXPORT int liaison_recv (liaison_t *self, liaison_message_t **msg, int t
 /* Next receipt for messages this node sent (caller owns it). */
 LIAISON_EXPORT int liaison_next_receipt (liaison_t *self, liaison_receipt_t **receipt,
                                          int timeout_ms);
+
+/* ----------------------------------------------------------- resolution */
+
+typedef struct liaison_resolution liaison_resolution_t;
+
+/* Asks the broker what msg's addresses stand for under its current routing
+   rules, without sending anything: one entry per concrete node (and per
+   address that gave none), required copies included, each allowed or
+   refused with the reason and rule. liaison_send does this itself (and
+   remembers the answer); this call is for showing it to an officer. On
+   success *out belongs to the caller. */
+LIAISON_EXPORT int liaison_resolve (liaison_t *self, const liaison_message_t *msg,
+                                    liaison_resolution_t **out);
+LIAISON_EXPORT void liaison_resolution_destroy (liaison_resolution_t **res_p);
+LIAISON_EXPORT size_t liaison_resolution_count (const liaison_resolution_t *res);
+/* The address as given (for a required copy: its node). */
+LIAISON_EXPORT const char *liaison_resolution_address (const liaison_resolution_t *res, size_t i);
+/* The concrete node, or "" when the address stood for none. */
+LIAISON_EXPORT const char *liaison_resolution_node (const liaison_resolution_t *res, size_t i);
+/* Nonzero if that node may receive the message. */
+LIAISON_EXPORT int liaison_resolution_allowed (const liaison_resolution_t *res, size_t i);
+/* rule, default, required-copy, unknown-address, no-contact-point,
+   handling-restricts-addressing, sender-itself. */
+LIAISON_EXPORT const char *liaison_resolution_reason (const liaison_resolution_t *res, size_t i);
+/* "FILE:LINE" of the deciding rule, "default", or "". */
+LIAISON_EXPORT const char *liaison_resolution_rule (const liaison_resolution_t *res, size_t i);
+/* Short hash of the rules file that decided. */
+LIAISON_EXPORT const char *liaison_resolution_rules_hash (const liaison_resolution_t *res);
+
+/* The rule (FILE:LINE) and rules hash behind a REJECTED receipt, or "". */
+LIAISON_EXPORT const char *liaison_receipt_rules_hash (const liaison_receipt_t *r);
 
 /* Does network work for up to timeout_ms: heartbeats, reading frames into
    the local queues. Returns LIAISON_OK or the error that closed the

@@ -395,3 +395,60 @@ liaison_status_t liaison_receipt_status (const liaison_receipt_t *r) { return (l
 const char *liaison_receipt_reason (const liaison_receipt_t *r) { return r->r->reason; }
 const char *liaison_receipt_rule (const liaison_receipt_t *r) { return r->r->rule; }
 int64_t liaison_receipt_time (const liaison_receipt_t *r) { return r->r->time_ms; }
+
+const char *liaison_receipt_rules_hash (const liaison_receipt_t *r) { return r->r->rules_hash; }
+
+void
+liaison_resolution_destroy (liaison_resolution_t **p)
+{
+    if (!p || !*p)
+        return;
+    liaison__resolved__free_unpacked ((*p)->r, NULL);
+    free (*p);
+    *p = NULL;
+}
+
+size_t liaison_resolution_count (const liaison_resolution_t *res) { return res->r->n_entries; }
+const char *liaison_resolution_rules_hash (const liaison_resolution_t *res) { return res->r->rules_hash; }
+
+// The i-th entry, or NULL past the end.
+static const Liaison__Resolution *
+s_entry (const liaison_resolution_t *res, size_t i)
+{
+    return i < res->r->n_entries ? res->r->entries[i] : NULL;
+}
+
+const char *
+liaison_resolution_address (const liaison_resolution_t *res, size_t i)
+{
+    const Liaison__Resolution *e = s_entry (res, i);
+    return e ? e->address : "";
+}
+
+const char *
+liaison_resolution_node (const liaison_resolution_t *res, size_t i)
+{
+    const Liaison__Resolution *e = s_entry (res, i);
+    return e ? e->node : "";
+}
+
+int
+liaison_resolution_allowed (const liaison_resolution_t *res, size_t i)
+{
+    const Liaison__Resolution *e = s_entry (res, i);
+    return e ? e->allowed : 0;
+}
+
+const char *
+liaison_resolution_reason (const liaison_resolution_t *res, size_t i)
+{
+    const Liaison__Resolution *e = s_entry (res, i);
+    return e ? e->reason : "";
+}
+
+const char *
+liaison_resolution_rule (const liaison_resolution_t *res, size_t i)
+{
+    const Liaison__Resolution *e = s_entry (res, i);
+    return e ? e->rule : "";
+}

@@ -18,6 +18,25 @@
 #define DEFAULT_TIMEOUT_MS 10000
 #define DEFAULT_WINDOW 64
 #define FLUSH_THRESHOLD (64 * 1024)
+#define CACHE_SLOTS 64  /* resolutions remembered, by routing fields */
+
+// A resolution the broker gave for one set of routing fields.
+typedef struct {
+    uint64_t key;               /* hash of the routing fields; 0: empty slot */
+    Liaison__Resolved *res;     /* owned */
+} cached_t;
+
+// A Submit the broker has not processed yet (credit not returned for it):
+// kept so that a recipients-changed refusal can be resolved and sent again.
+typedef struct inflight {
+    uint8_t id[LIAISON_ID_LEN];
+    uint64_t seq;               /* its place among this connection's Submits */
+    uint8_t *env;               /* the envelope as the application made it, packed */
+    size_t env_len;
+    int attempt;                /* 1, then 2 after one re-resolution */
+    bool resend;                /* the broker said recipients-changed */
+    struct inflight *next;
+} inflight_t;
 
 typedef enum { ST_DOWN, ST_TLS, ST_HELLO, ST_READY } state_t;
 
@@ -45,6 +64,18 @@ struct liaison {
     unsigned connect_seq;
     liaison_message_t *inbox_head, *inbox_tail;
     liaison_receipt_t *rcpt_head, *rcpt_tail;
+    uint64_t resolve_seq;       /* request ids of Resolve */
+    Liaison__Resolved *answer;  /* the Resolved awaited, once it arrives */
+    cached_t cache[CACHE_SLOTS];
+    inflight_t *fl_head, *fl_tail;  /* Submits in the order sent */
+    uint64_t submit_seq;        /* Submits sent on this connection */
+    uint64_t credited;          /* Submits the broker's Credit frames cover */
+    uint64_t barrier_mark;      /* Submits before the last barrier answered */
+    uint64_t ping_submits[8];   /* submit_seq when barrier nonce % 8 was sent */
+    inflight_t *resend_head;        /* refused as out of date: send again */
+    Liaison__Recipient *scratch;    /* resolved recipients of the Submit being sent */
+    Liaison__Recipient **scratch_ptrs;
+    size_t scratch_cap;
 };
 
 static __thread char s_connect_err[512];
@@ -172,6 +203,76 @@ s_on_welcome (liaison_t *self, const Liaison__Welcome *w)
     }
 }
 
+static void
+s_queue_receipt (liaison_t *self, liaison_receipt_t *r)
+{
+    if (!r)
+        return;
+    if (self->rcpt_tail)
+        self->rcpt_tail->next = r;
+    else
+        self->rcpt_head = r;
+    self->rcpt_tail = r;
+}
+
+static void
+s_cache_clear (liaison_t *self)
+{
+    for (size_t i = 0; i < CACHE_SLOTS; i++) {
+        if (self->cache[i].res)
+            liaison__resolved__free_unpacked (self->cache[i].res, NULL);
+        self->cache[i].res = NULL;
+        self->cache[i].key = 0;
+    }
+}
+
+static void
+s_inflight_free (inflight_t *fl)
+{
+    free (fl->env);
+    free (fl);
+}
+
+// The broker has processed the first `upto` Submits of this connection
+// (its Credit frames and barrier answers say so): a refusal of any of them
+// has arrived already, on the same stream.
+static void
+s_inflight_done (liaison_t *self, uint64_t upto)
+{
+    while (self->fl_head && self->fl_head->seq <= upto) {
+        inflight_t *fl = self->fl_head;
+        self->fl_head = fl->next;
+        if (!self->fl_head)
+            self->fl_tail = NULL;
+        if (fl->resend) {
+            fl->next = self->resend_head;
+            self->resend_head = fl;
+        }
+        else
+            s_inflight_free (fl);
+    }
+}
+
+// A receipt saying the Submit's recipients no longer match the rules: the
+// first time, forget what we resolved and send the message again (from
+// outside this callback); the receipts are not the application's news.
+static bool
+s_out_of_date (liaison_t *self, const Liaison__Receipt *r)
+{
+    if (r->status != LIAISON__RECEIPT_STATUS__REJECTED
+        || strcmp (r->reason, "recipients-changed") != 0)
+        return false;
+    for (inflight_t *fl = self->fl_head; fl; fl = fl->next)
+        if (memcmp (fl->id, r->id.data, LIAISON_ID_LEN) == 0) {
+            if (fl->attempt > 1)
+                return false;
+            fl->resend = true;
+            s_cache_clear (self);
+            return true;
+        }
+    return false;
+}
+
 static int
 s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
 {
@@ -205,6 +306,8 @@ s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
             }
             break;
         case LIAISON__FRAME__KIND_RECEIPT: {
+            if (s_out_of_date (self, f->receipt))
+                break;  // handled: resolved and sent again, once
             liaison_receipt_t *r = receipt_wrap (f->receipt);
             f->receipt = NULL;
             f->kind_case = LIAISON__FRAME__KIND__NOT_SET;
@@ -220,11 +323,25 @@ s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
         case LIAISON__FRAME__KIND_CREDIT:
             self->credit_frames += f->credit->frames;
             self->credit_bytes += f->credit->bytes;
+            self->credited += f->credit->frames;
+            s_inflight_done (self, self->credited);
+            break;
+        case LIAISON__FRAME__KIND_RESOLVED:
+            if (f->resolved->request_id == self->resolve_seq && !self->answer) {
+                self->answer = f->resolved;
+                f->resolved = NULL;
+                f->kind_case = LIAISON__FRAME__KIND__NOT_SET;
+            }
             break;
         case LIAISON__FRAME__KIND_PING:
             if (f->ping->is_reply) {
-                if (f->ping->nonce > self->ping_seen)
+                if (f->ping->nonce > self->ping_seen && f->ping->nonce <= self->ping_sent) {
                     self->ping_seen = f->ping->nonce;
+                    uint64_t mark = self->ping_submits[f->ping->nonce % 8];
+                    if (mark > self->barrier_mark)
+                        self->barrier_mark = mark;
+                    s_inflight_done (self, self->barrier_mark);
+                }
             }
             else if (f->ping->want_reply) {
                 Liaison__Ping pong = LIAISON__PING__INIT;
@@ -331,6 +448,10 @@ s_establish (liaison_t *self)
     s_drop_socket (self);
     self->error = 0;
     self->errmsg[0] = 0;
+    // What the previous connection had in flight has an unknown fate; its
+    // refused messages are still sent again.
+    s_inflight_done (self, UINT64_MAX);
+    self->submit_seq = self->credited = self->barrier_mark = 0;
     self->sock = zmq_socket (self->zctx, ZMQ_STREAM);
     if (!self->sock) {
         s_seterr (self, LIAISON_EEXHAUSTED, "cannot create a socket: %s", zmq_strerror (errno));
@@ -417,6 +538,17 @@ s_free (liaison_t *self)
         self->rcpt_head = r->next;
         liaison_receipt_destroy (&r);
     }
+    s_cache_clear (self);
+    s_inflight_done (self, UINT64_MAX);
+    while (self->resend_head) {
+        inflight_t *fl = self->resend_head;
+        self->resend_head = fl->next;
+        s_inflight_free (fl);
+    }
+    if (self->answer)
+        liaison__resolved__free_unpacked (self->answer, NULL);
+    free (self->scratch);
+    free (self->scratch_ptrs);
     wire_tls_ctx_destroy (&self->tls);
     if (self->zctx)
         zmq_ctx_term (self->zctx);
@@ -521,6 +653,280 @@ liaison_close (liaison_t **self_p)
     s_free (self);
 }
 
+// FNV-1a over the fields a routing decision depends on: the addresses,
+// type, priority, TLP, handling, evaluation, legal basis and reply-ness.
+static uint64_t
+s_routing_key (const Liaison__Envelope *e)
+{
+    uint64_t h = 1469598103934665603ULL;
+#define MIX(v) (h = (h ^ (uint64_t) (v)) * 1099511628211ULL)
+    for (size_t i = 0; i < e->n_recipients; i++) {
+        MIX (e->recipients[i]->kind);
+        for (const char *p = e->recipients[i]->name; *p; p++)
+            MIX ((unsigned char) *p);
+        MIX (0x100);
+    }
+    MIX (e->type);
+    MIX (e->priority);
+    MIX (e->tlp);
+    MIX (e->handling);
+    MIX (e->evaluation && e->evaluation->source[0] ? e->evaluation->source[0] : 0);
+    MIX (e->evaluation ? e->evaluation->information : 0);
+    for (const char *p = e->legal_basis; *p; p++)
+        MIX ((unsigned char) *p);
+    MIX (e->in_reply_to.len > 0);
+#undef MIX
+    return h ? h : 1;
+}
+
+// Asks the broker what e's addresses stand for under its current rules.
+// The answer is owned by the caller.
+static int
+s_resolve_now (liaison_t *self, const Liaison__Envelope *e, Liaison__Resolved **out)
+{
+    *out = NULL;
+    // The addresses and routing fields only: never the body.
+    Liaison__Envelope head = *e;
+    head.body.data = NULL;
+    head.body.len = 0;
+    head.body_size = 0;
+    Liaison__Resolve req = LIAISON__RESOLVE__INIT;
+    req.request_id = ++self->resolve_seq;
+    req.envelope = &head;
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_RESOLVE;
+    f.resolve = &req;
+    if (self->answer) {
+        liaison__resolved__free_unpacked (self->answer, NULL);
+        self->answer = NULL;
+    }
+    if (s_send_frame (self, &f))
+        return self->error;
+    int64_t deadline = wire_clock_ms () + self->opts.timeout_ms;
+    while (!self->answer) {
+        int64_t left = deadline - wire_clock_ms ();
+        if (left <= 0) {
+            s_seterr (self, LIAISON_ETIMEOUT, "no answer to Resolve within %d ms",
+                      self->opts.timeout_ms);
+            return LIAISON_ETIMEOUT;
+        }
+        s_pass (self, (int) (left > 100 ? 100 : left));
+        if (self->state != ST_READY)
+            return self->error ? self->error : LIAISON_ECLOSED;
+    }
+    *out = self->answer;
+    self->answer = NULL;
+    return LIAISON_OK;
+}
+
+// The resolution for e: remembered, or asked for. Borrowed from the cache.
+static int
+s_resolution (liaison_t *self, const Liaison__Envelope *e, const Liaison__Resolved **out)
+{
+    uint64_t key = s_routing_key (e);
+    cached_t *slot = &self->cache[key % CACHE_SLOTS];
+    if (slot->key == key && slot->res) {
+        *out = slot->res;
+        return LIAISON_OK;
+    }
+    Liaison__Resolved *res;
+    int rc = s_resolve_now (self, e, &res);
+    if (rc != LIAISON_OK)
+        return rc;
+    if (slot->res)
+        liaison__resolved__free_unpacked (slot->res, NULL);
+    slot->key = key;
+    slot->res = res;
+    *out = res;
+    return LIAISON_OK;
+}
+
+// A REJECTED receipt made here, for an address the rules refused.
+static void
+s_local_refusal (liaison_t *self, const Liaison__Envelope *e, const Liaison__Resolution *x,
+                 const char *hash)
+{
+    Liaison__Receipt *r = malloc (sizeof *r);
+    if (!r)
+        return;
+    liaison__receipt__init (r);
+    r->id.data = malloc (LIAISON_ID_LEN);
+    r->recipient = strdup (x->node[0] ? x->node : x->address);
+    r->reason = strdup (strcmp (x->reason, "rule") == 0 || strcmp (x->reason, "default") == 0
+                            ? "denied" : x->reason);
+    r->rule = strdup (x->rule);
+    r->rules_hash = strdup (hash);
+    if (!r->id.data || !r->recipient || !r->reason || !r->rule || !r->rules_hash) {
+        liaison__receipt__free_unpacked (r, NULL);
+        return;
+    }
+    memcpy (r->id.data, e->id.data, LIAISON_ID_LEN);
+    r->id.len = LIAISON_ID_LEN;
+    r->status = LIAISON__RECEIPT_STATUS__REJECTED;
+    r->time_ms = wire_time_ms ();
+    s_queue_receipt (self, receipt_wrap (r));
+}
+
+// Resolves e, reports refused addresses as receipts, and queues a Submit
+// to exactly the allowed nodes (required copies included). The envelope is
+// not changed: the Submit borrows its fields and a recipient list of its
+// own.
+static int
+s_submit (liaison_t *self, Liaison__Envelope *e, int attempt, int flags)
+{
+    const Liaison__Resolved *res;
+    int rc = s_resolution (self, e, &res);
+    if (rc != LIAISON_OK)
+        return rc;
+    if (self->scratch_cap < res->n_entries) {
+        size_t cap = res->n_entries + 16;
+        Liaison__Recipient *sc = realloc (self->scratch, cap * sizeof *sc);
+        if (sc)
+            self->scratch = sc;
+        Liaison__Recipient **sp = realloc (self->scratch_ptrs, cap * sizeof *sp);
+        if (sp)
+            self->scratch_ptrs = sp;
+        if (!sc || !sp)
+            return LIAISON_EEXHAUSTED;
+        self->scratch_cap = cap;
+    }
+    size_t n = 0;
+    const char *first_refusal = NULL;
+    for (size_t i = 0; i < res->n_entries; i++) {
+        const Liaison__Resolution *x = res->entries[i];
+        if (!x->allowed) {
+            s_local_refusal (self, e, x, res->rules_hash);
+            if (!first_refusal)
+                first_refusal = x->reason;
+            continue;
+        }
+        Liaison__Recipient *r = &self->scratch[n];
+        liaison__recipient__init (r);
+        r->kind = LIAISON__RECIPIENT_KIND__NODE;
+        r->name = x->node;
+        self->scratch_ptrs[n++] = r;
+    }
+    if (n == 0) {
+        s_seterr (self, LIAISON_EDENIED, "no recipient may receive this message under the "
+                  "broker's rules (%s); see the receipts", first_refusal ? first_refusal : "none");
+        return LIAISON_EDENIED;
+    }
+    Liaison__Envelope out = *e;
+    out.n_recipients = n;
+    out.recipients = self->scratch_ptrs;
+    Liaison__Submit submit = LIAISON__SUBMIT__INIT;
+    submit.envelope = &out;
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_SUBMIT;
+    f.submit = &submit;
+    size_t size = liaison__frame__get_packed_size (&f);
+    if (size > self->max_frame) {
+        s_seterr (self, LIAISON_EEXHAUSTED, "message of %zu bytes exceeds the broker's "
+                  "maximum frame of %u bytes", size, self->max_frame);
+        return LIAISON_EEXHAUSTED;
+    }
+    int64_t deadline = wire_clock_ms () + self->opts.timeout_ms;
+    while (self->credit_frames == 0 || self->credit_bytes < size) {
+        if (wire_clock_ms () >= deadline) {
+            s_seterr (self, LIAISON_ETIMEOUT, "no sending credit from the broker within %d ms",
+                      self->opts.timeout_ms);
+            return LIAISON_ETIMEOUT;
+        }
+        s_pass (self, 10);
+        if (self->state != ST_READY)
+            return self->error ? self->error : LIAISON_ECLOSED;
+    }
+    // Keep the message as the application addressed it until the broker has
+    // processed it, in case it must be resolved and sent again.
+    inflight_t *fl = calloc (1, sizeof *fl);
+    size_t env_len = liaison__envelope__get_packed_size (e);
+    if (fl)
+        fl->env = malloc (env_len ? env_len : 1);
+    if (!fl || !fl->env) {
+        free (fl);
+        return LIAISON_EEXHAUSTED;
+    }
+    fl->env_len = liaison__envelope__pack (e, fl->env);
+    memcpy (fl->id, e->id.data, LIAISON_ID_LEN);
+    fl->attempt = attempt;
+    fl->seq = self->submit_seq + 1;
+    if (s_send_frame (self, &f)) {
+        s_inflight_free (fl);
+        return self->error;
+    }
+    if (self->fl_tail)
+        self->fl_tail->next = fl;
+    else
+        self->fl_head = fl;
+    self->fl_tail = fl;
+    self->submit_seq++;
+    self->credit_frames--;
+    self->credit_bytes -= size;
+    if (!(flags & LIAISON_MORE))
+        s_pass (self, 0);
+    return LIAISON_OK;
+}
+
+// Sends again, under fresh resolutions, the messages the broker refused as
+// out of date. Runs outside frame callbacks (a resolution is a round trip).
+static void
+s_resend (liaison_t *self)
+{
+    while (self->resend_head && self->state == ST_READY) {
+        inflight_t *fl = self->resend_head;
+        self->resend_head = fl->next;
+        Liaison__Envelope *e = liaison__envelope__unpack (NULL, fl->env_len, fl->env);
+        if (e) {
+            if (s_submit (self, e, 2, LIAISON_MORE) != LIAISON_OK) {
+                // Tell the application: its message did not go out.
+                Liaison__Resolution x = LIAISON__RESOLUTION__INIT;
+                x.address = "*";
+                x.reason = "recipients-changed";
+                x.rule = "";
+                s_local_refusal (self, e, &x, "");
+            }
+            liaison__envelope__free_unpacked (e, NULL);
+        }
+        s_inflight_free (fl);
+    }
+}
+
+int
+liaison_resolve (liaison_t *self, const liaison_message_t *msg, liaison_resolution_t **out)
+{
+    if (!self || !msg || !out)
+        return LIAISON_EINVAL;
+    *out = NULL;
+    wire_codec_error_t err;
+    // The id is not part of a resolution; a placeholder keeps the check happy.
+    Liaison__Envelope e = *msg->env;
+    uint8_t zero[LIAISON_ID_LEN] = {0};
+    if (e.id.len == 0) {
+        e.id.data = zero;
+        e.id.len = LIAISON_ID_LEN;
+    }
+    e.body.len = 0;
+    e.body.data = NULL;
+    e.body_size = 0;
+    if (wire_codec_check_envelope (&e, 0, &err)) {
+        s_seterr (self, LIAISON_EINVAL, "cannot resolve: %s", err.detail);
+        return LIAISON_EINVAL;
+    }
+    int rc = s_ready (self);
+    if (rc != LIAISON_OK)
+        return rc;
+    liaison_resolution_t *res = calloc (1, sizeof *res);
+    if (!res)
+        return LIAISON_EEXHAUSTED;
+    rc = s_resolve_now (self, &e, &res->r);
+    if (rc != LIAISON_OK) {
+        free (res);
+        return rc;
+    }
+    *out = res;
+    return LIAISON_OK;
+}
+
 int
 liaison_send (liaison_t *self, liaison_message_t *msg, int flags)
 {
@@ -547,35 +953,8 @@ liaison_send (liaison_t *self, liaison_message_t *msg, int flags)
     int rc = s_ready (self);
     if (rc != LIAISON_OK)
         return rc;
-    Liaison__Submit submit = LIAISON__SUBMIT__INIT;
-    submit.envelope = e;
-    Liaison__Frame f = LIAISON__FRAME__INIT;
-    f.kind_case = LIAISON__FRAME__KIND_SUBMIT;
-    f.submit = &submit;
-    size_t size = liaison__frame__get_packed_size (&f);
-    if (size > self->max_frame) {
-        s_seterr (self, LIAISON_EEXHAUSTED, "message of %zu bytes exceeds the broker's "
-                  "maximum frame of %u bytes", size, self->max_frame);
-        return LIAISON_EEXHAUSTED;
-    }
-    int64_t deadline = wire_clock_ms () + self->opts.timeout_ms;
-    while (self->credit_frames == 0 || self->credit_bytes < size) {
-        if (wire_clock_ms () >= deadline) {
-            s_seterr (self, LIAISON_ETIMEOUT, "no sending credit from the broker within %d ms",
-                      self->opts.timeout_ms);
-            return LIAISON_ETIMEOUT;
-        }
-        s_pass (self, 10);
-        if (self->state != ST_READY)
-            return self->error ? self->error : LIAISON_ECLOSED;
-    }
-    if (s_send_frame (self, &f))
-        return self->error;
-    self->credit_frames--;
-    self->credit_bytes -= size;
-    if (!(flags & LIAISON_MORE))
-        s_pass (self, 0);
-    return LIAISON_OK;
+    s_resend (self);
+    return s_submit (self, e, 1, flags);
 }
 
 int
@@ -586,6 +965,7 @@ liaison_pump (liaison_t *self, int timeout_ms)
     int rc = s_ready (self);
     if (rc != LIAISON_OK)
         return rc;
+    s_resend (self);
     s_pass (self, timeout_ms);
     return self->state == ST_READY ? LIAISON_OK : (self->error ? self->error : LIAISON_ECLOSED);
 }
@@ -597,22 +977,29 @@ liaison_flush (liaison_t *self, int timeout_ms)
         return LIAISON_EINVAL;
     if (self->state != ST_READY)
         return self->error ? self->error : LIAISON_ECLOSED;
-    Liaison__Ping ping = LIAISON__PING__INIT;
-    ping.nonce = ++self->ping_sent;
-    ping.want_reply = 1;
-    Liaison__Frame f = LIAISON__FRAME__INIT;
-    f.kind_case = LIAISON__FRAME__KIND_PING;
-    f.ping = &ping;
-    if (s_send_frame (self, &f))
-        return self->error;
     int64_t deadline = wire_clock_ms () + (timeout_ms < 0 ? INT32_MAX : timeout_ms);
-    while (self->ping_seen < ping.nonce) {
-        int64_t left = deadline - wire_clock_ms ();
-        if (left <= 0)
-            return LIAISON_ETIMEOUT;
-        s_pass (self, (int) (left > 100 ? 100 : left));
-        if (self->state != ST_READY)
-            return self->error ? self->error : LIAISON_ECLOSED;
+    // A second round if the first turned up messages to send again.
+    for (int round = 0; round < 2; round++) {
+        s_resend (self);
+        Liaison__Ping ping = LIAISON__PING__INIT;
+        ping.nonce = ++self->ping_sent;
+        ping.want_reply = 1;
+        self->ping_submits[ping.nonce % 8] = self->submit_seq;
+        Liaison__Frame f = LIAISON__FRAME__INIT;
+        f.kind_case = LIAISON__FRAME__KIND_PING;
+        f.ping = &ping;
+        if (s_send_frame (self, &f))
+            return self->error;
+        while (self->ping_seen < ping.nonce) {
+            int64_t left = deadline - wire_clock_ms ();
+            if (left <= 0)
+                return LIAISON_ETIMEOUT;
+            s_pass (self, (int) (left > 100 ? 100 : left));
+            if (self->state != ST_READY)
+                return self->error ? self->error : LIAISON_ECLOSED;
+        }
+        if (!self->resend_head)
+            break;
     }
     return LIAISON_OK;
 }

@@ -13,9 +13,11 @@ main (void)
     srunner_add_suite (sr, codec_suite ());
     srunner_add_suite (sr, tls_suite ());
     srunner_add_suite (sr, config_suite ());
+    srunner_add_suite (sr, rules_suite ());
     srunner_add_suite (sr, message_suite ());
     srunner_add_suite (sr, broker_suite ());
     srunner_add_suite (sr, cli_suite ());
+    srunner_add_suite (sr, policy_suite ());
     srunner_set_fork_status (sr, CK_FORK);
     srunner_run_all (sr, CK_NORMAL);
     int failed = srunner_ntests_failed (sr);

@@ -8,10 +8,12 @@
 Suite *frame_suite (void);
 Suite *conn_suite (void);
 Suite *codec_suite (void);
+Suite *rules_suite (void);
 Suite *tls_suite (void);
 Suite *config_suite (void);
 Suite *message_suite (void);
 Suite *broker_suite (void);
 Suite *cli_suite (void);
+Suite *policy_suite (void);
 
 #endif

@@ -39,5 +39,6 @@ extern const char *cli_common_usage;
 
 int cmd_send (int argc, char **argv);
 int cmd_recv (int argc, char **argv);
+int cmd_resolve (int argc, char **argv);
 
 #endif

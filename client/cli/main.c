@@ -11,6 +11,7 @@ s_usage (FILE *out)
              "commands:\n"
              "  send     send a message (MLA request or reply, case lead, evidence handoff)\n"
              "  recv     receive messages for this node\n"
+             "  resolve  show which nodes may receive a message, under the broker's rules\n"
              "  help     this text; 'liaison COMMAND --help' for a command\n"
              "exit codes: 0 ok, 1 failure, 2 usage, 3 rejected by the broker, 4 timed out\n");
 }
@@ -27,6 +28,8 @@ main (int argc, char **argv)
         return cmd_send (argc - 1, argv + 1);
     if (!strcmp (cmd, "recv"))
         return cmd_recv (argc - 1, argv + 1);
+    if (!strcmp (cmd, "resolve"))
+        return cmd_resolve (argc - 1, argv + 1);
     if (!strcmp (cmd, "help") || !strcmp (cmd, "--help") || !strcmp (cmd, "-h")) {
         s_usage (stdout);
         return CLI_OK;

@@ -28,6 +28,11 @@ static const char *s_send_usage =
     "  --body TEXT         the body; or --body-file FILE ('-' reads standard input)\n"
     "  --sender NODE       claim a sender (the broker refuses one that is not yours)\n";
 
+static const char *s_resolve_usage =
+    "liaison resolve: shows what the addresses stand for under the broker's rules\n"
+    "(one line per node: allow/deny, the reason and the rule) without sending;\n"
+    "exit 0 when every recipient is allowed, 3 otherwise. Flags as for send:\n";
+
 static const char *s_recv_usage =
     "usage: liaison recv [--count N] [--wait-ms MS] [FLAGS]\n"
     "  Becomes this node's receiver and prints each message delivered.\n"
@@ -131,9 +136,14 @@ s_bad (const char *what, const char *value)
     return CLI_USAGE;
 }
 
-int
-cmd_send (int argc, char **argv)
+static void s_print_receipts (liaison_t *l, int json, int *rejected);
+static int s_print_resolution (const liaison_resolution_t *res, int json);
+
+// liaison send, and liaison resolve (the same flags; nothing is sent).
+static int
+s_send_or_resolve (int argc, char **argv, int resolve)
 {
+    const char *cmd = resolve ? "resolve" : "send";
     cli_common_t c = {0};
     const char *to[256];
     int nto = 0;
@@ -150,6 +160,8 @@ cmd_send (int argc, char **argv)
     };
     for (int i = 1; i < argc; i++) {
         if (!strcmp (argv[i], "--help") || !strcmp (argv[i], "-h")) {
+            if (resolve)
+                printf ("%s", s_resolve_usage);
             printf ("%s%s", s_send_usage, cli_common_usage);
             return CLI_OK;
         }
@@ -269,44 +281,40 @@ cmd_send (int argc, char **argv)
         rc = CLI_FAIL;
         goto done;
     }
-    if (cli_common_finish (&c, "send"))
+    if (cli_common_finish (&c, cmd))
         goto done;
     rc = CLI_FAIL;
     if (!(l = cli_connect (&c)))
         goto done;
+    if (resolve) {
+        liaison_resolution_t *res = NULL;
+        int rrc = liaison_resolve (l, m, &res);
+        if (rrc != LIAISON_OK) {
+            fprintf (stderr, "liaison resolve: %s (%s)\n", liaison_errmsg (l), liaison_strerror (rrc));
+            goto done;
+        }
+        rc = s_print_resolution (res, c.json);
+        liaison_resolution_destroy (&res);
+        goto done;
+    }
     int src = liaison_send (l, m, 0);
     if (src == LIAISON_OK)
         src = liaison_flush (l, c.opts.timeout_ms ? c.opts.timeout_ms : 10000);
-    if (src != LIAISON_OK) {
+    if (src != LIAISON_OK && src != LIAISON_EDENIED) {
         fprintf (stderr, "liaison send: %s (%s)\n", liaison_errmsg (l), liaison_strerror (src));
         goto done;
     }
     char hex[33];
     liaison_id_hex (liaison_message_id (m), hex);
-    int rejected = 0;
+    int rejected = src == LIAISON_EDENIED;
     if (c.json)
-        printf ("{\"id\":\"%s\",\"sender\":\"%s\",\"receipts\":[", hex, liaison_node_id (l));
-    else
+        printf ("{\"id\":\"%s\",\"sender\":\"%s\",\"sent\":%s,\"receipts\":[", hex,
+                liaison_node_id (l), src == LIAISON_OK ? "true" : "false");
+    else if (src == LIAISON_OK)
         printf ("sent %s from %s\n", hex, liaison_node_id (l));
-    liaison_receipt_t *r;
-    int first = 1;
-    while (liaison_next_receipt (l, &r, 0) == LIAISON_OK) {
-        const char *status = liaison_status_name (liaison_receipt_status (r));
-        if (liaison_receipt_status (r) == LIAISON_REJECTED)
-            rejected = 1;
-        if (c.json) {
-            printf ("%s{\"recipient\":", first ? "" : ",");
-            cli_json_string (stdout, liaison_receipt_recipient (r), strlen (liaison_receipt_recipient (r)));
-            printf (",\"status\":\"%s\",\"reason\":", status ? status : "unknown");
-            cli_json_string (stdout, liaison_receipt_reason (r), strlen (liaison_receipt_reason (r)));
-            printf ("}");
-        }
-        else
-            printf ("%s %s: %s\n", status ? status : "unknown", liaison_receipt_recipient (r),
-                    liaison_receipt_reason (r));
-        first = 0;
-        liaison_receipt_destroy (&r);
-    }
+    else
+        printf ("not sent %s from %s: no recipient is allowed\n", hex, liaison_node_id (l));
+    s_print_receipts (l, c.json, &rejected);
     if (c.json)
         printf ("]}\n");
     rc = rejected ? CLI_REJECTED : CLI_OK;
@@ -315,6 +323,89 @@ done:
     liaison_message_destroy (&m);
     free (filebody);
     return rc;
+}
+
+int
+cmd_send (int argc, char **argv)
+{
+    return s_send_or_resolve (argc, argv, 0);
+}
+
+int
+cmd_resolve (int argc, char **argv)
+{
+    return s_send_or_resolve (argc, argv, 1);
+}
+
+// Prints (and frees) every receipt queued; sets *rejected if one refuses.
+static void
+s_print_receipts (liaison_t *l, int json, int *rejected)
+{
+    liaison_receipt_t *r;
+    int first = 1;
+    while (liaison_next_receipt (l, &r, 0) == LIAISON_OK) {
+        const char *status = liaison_status_name (liaison_receipt_status (r));
+        const char *rule = liaison_receipt_rule (r);
+        if (liaison_receipt_status (r) == LIAISON_REJECTED)
+            *rejected = 1;
+        if (json) {
+            printf ("%s{\"recipient\":", first ? "" : ",");
+            cli_json_string (stdout, liaison_receipt_recipient (r), strlen (liaison_receipt_recipient (r)));
+            printf (",\"status\":\"%s\",\"reason\":", status ? status : "unknown");
+            cli_json_string (stdout, liaison_receipt_reason (r), strlen (liaison_receipt_reason (r)));
+            printf (",\"rule\":");
+            cli_json_string (stdout, rule, strlen (rule));
+            printf (",\"rules_hash\":\"%s\"}", liaison_receipt_rules_hash (r));
+        }
+        else if (rule[0])
+            printf ("%s %s: %s (%s, rules %s)\n", status ? status : "unknown",
+                    liaison_receipt_recipient (r), liaison_receipt_reason (r), rule,
+                    liaison_receipt_rules_hash (r));
+        else
+            printf ("%s %s: %s\n", status ? status : "unknown", liaison_receipt_recipient (r),
+                    liaison_receipt_reason (r));
+        first = 0;
+        liaison_receipt_destroy (&r);
+    }
+}
+
+// Prints a resolution; CLI_OK if every entry is allowed, else CLI_REJECTED.
+static int
+s_print_resolution (const liaison_resolution_t *res, int json)
+{
+    int refused = 0;
+    size_t n = liaison_resolution_count (res);
+    if (json)
+        printf ("{\"rules_hash\":\"%s\",\"entries\":[", liaison_resolution_rules_hash (res));
+    for (size_t i = 0; i < n; i++) {
+        int ok = liaison_resolution_allowed (res, i);
+        const char *node = liaison_resolution_node (res, i);
+        const char *rule = liaison_resolution_rule (res, i);
+        if (!ok)
+            refused = 1;
+        if (json) {
+            printf ("%s{\"address\":", i ? "," : "");
+            cli_json_string (stdout, liaison_resolution_address (res, i),
+                             strlen (liaison_resolution_address (res, i)));
+            printf (",\"node\":");
+            cli_json_string (stdout, node, strlen (node));
+            printf (",\"allowed\":%s,\"reason\":\"%s\",\"rule\":", ok ? "true" : "false",
+                    liaison_resolution_reason (res, i));
+            cli_json_string (stdout, rule, strlen (rule));
+            printf ("}");
+        }
+        else
+            printf ("%s %s%s%s: %s%s%s\n", ok ? "allow" : "deny", node[0] ? node : "-",
+                    node[0] && strcmp (node, liaison_resolution_address (res, i)) ? " via " : "",
+                    node[0] && strcmp (node, liaison_resolution_address (res, i))
+                        ? liaison_resolution_address (res, i) : "",
+                    liaison_resolution_reason (res, i), rule[0] ? " " : "", rule);
+    }
+    if (json)
+        printf ("]}\n");
+    else
+        printf ("rules %s\n", liaison_resolution_rules_hash (res));
+    return refused ? CLI_REJECTED : CLI_OK;
 }
 
 static void

@@ -170,9 +170,30 @@ s_check (const Liaison__Frame *f, wire_codec_error_t *err)
                 || f->receipt->status > LIAISON__RECEIPT_STATUS__EXPIRED
                 || !s_token_ok (f->receipt->recipient, WIRE_MAX_NAME)
                 || !s_token_ok (f->receipt->reason, WIRE_MAX_NAME)
-                || !s_text_ok (f->receipt->rule, WIRE_MAX_TEXT))
+                || !s_text_ok (f->receipt->rule, WIRE_MAX_TEXT)
+                || !s_token_ok (f->receipt->rules_hash, WIRE_MAX_NAME))
                 return s_err (err, MALFORMED, "bad-receipt", "receipt carries invalid fields");
             return 0;
+        case LIAISON__FRAME__KIND_RESOLVE:
+            if (wire_codec_check_envelope (f->resolve->envelope, 0, err))
+                return -1;
+            if (f->resolve->envelope->body.len)
+                return s_err (err, MALFORMED, "bad-resolve", "a Resolve carries no body");
+            return 0;
+        case LIAISON__FRAME__KIND_RESOLVED: {
+            const Liaison__Resolved *r = f->resolved;
+            if (r->n_entries > 2 * WIRE_MAX_RECIPIENTS || !s_token_ok (r->rules_hash, WIRE_MAX_NAME))
+                return s_err (err, MALFORMED, "bad-resolved", "resolution too long or bad hash");
+            for (size_t i = 0; i < r->n_entries; i++) {
+                const Liaison__Resolution *e = r->entries[i];
+                if (!s_token_ok (e->address, WIRE_MAX_NAME)
+                    || (e->node[0] && !wire_node_id_valid (e->node))
+                    || !s_token_ok (e->reason, WIRE_MAX_NAME)
+                    || !s_text_ok (e->rule, WIRE_MAX_TEXT))
+                    return s_err (err, MALFORMED, "bad-resolved", "resolution entry %zu invalid", i);
+            }
+            return 0;
+        }
         case LIAISON__FRAME__KIND_ERROR:
             if (!s_token_ok (f->error->reason, WIRE_MAX_NAME)
                 || !s_text_ok (f->error->detail, WIRE_MAX_TEXT))

@@ -195,12 +195,18 @@ main (void)
     snprintf (cfg, sizeof cfg, "%s/liaisond.cfg", dir);
     snprintf (ready, sizeof ready, "%s/state/ready", dir);
     snprintf (bin, sizeof bin, "%s/liaisond", build);
-    FILE *f = fopen (cfg, "w");
+    char rules[600];
+    snprintf (rules, sizeof rules, "%s/liaison.rules", dir);
+    FILE *f = fopen (rules, "w");
+    fprintf (f, "# bench: every node may send to every node\nallow\n");
+    fclose (f);
+    f = fopen (cfg, "w");
     fprintf (f,
              "liaisond\n    endpoint = tcp://127.0.0.1:*\n    state_dir = %s/state\n"
+             "    rules = %s\n"
              "    tls\n        cert = %s/broker/hub.pem\n        key = %s/broker/hub.key\n"
              "        ca = %s/root/ca.pem\n        crl_dir = %s/crl\n",
-             dir, s_pki, s_pki, s_pki, s_pki);
+             dir, rules, s_pki, s_pki, s_pki, s_pki);
     fclose (f);
     pid_t pid = fork ();
     if (pid == 0) {

@@ -63,6 +63,8 @@ harness_prepare (broker_t *b, const char *limits, const char *server_cert, const
     ck_assert_ptr_nonnull (mkdtemp (b->dir));
     snprintf (b->pki, sizeof b->pki, "%s/pki", b->dir);
     ck_assert_int_eq (harness_sh ("cp -a '%s' '%s'", harness_pki (), b->pki), 0);
+    snprintf (b->rules, sizeof b->rules, "%s/liaison.rules", b->dir);
+    ck_assert_int_eq (harness_sh ("cp tests/integration/test.rules '%s'", b->rules), 0);
     snprintf (b->cfg, sizeof b->cfg, "%s/liaisond.cfg", b->dir);
     snprintf (b->log, sizeof b->log, "%s/liaisond.log", b->dir);
     FILE *f = fopen (b->cfg, "w");
@@ -71,12 +73,13 @@ harness_prepare (broker_t *b, const char *limits, const char *server_cert, const
              "liaisond\n"
              "    endpoint = tcp://127.0.0.1:*\n"
              "    state_dir = %s/state\n"
+             "    rules = %s\n"
              "    tls\n"
              "        cert = %s/%s\n"
              "        key = %s/%s\n"
              "        ca = %s/root/ca.pem\n"
              "        crl_dir = %s/crl\n",
-             b->dir, b->pki, server_cert ? server_cert : "broker/hub.pem", b->pki,
+             b->dir, b->rules, b->pki, server_cert ? server_cert : "broker/hub.pem", b->pki,
              server_key ? server_key : "broker/hub.key", b->pki, b->pki);
     if (limits)
         fprintf (f, "    limits\n%s", limits);

@@ -19,6 +19,7 @@ typedef struct {
     char dir[256];       /* temporary directory for this broker */
     char pki[320];       /* its private copy of the test PKI */
     char cfg[320];
+    char rules[320];     /* its routing rules (a copy of test.rules) */
     char log[320];       /* the broker's standard error */
     char endpoint[128];
     int port;
@@ -34,7 +35,8 @@ typedef struct {
 const char *harness_pki (void);
 const char *harness_build (void);
 
-/* Creates the broker's directory and PKI copy and writes a config whose
+/* Creates the broker's directory, PKI copy and rules (test.rules), and
+   writes a config whose
    limits section holds `limits` (ZPL lines, 8-space indented, or NULL).
    server_cert/server_key: relative to the PKI (NULL: broker/hub.*). */
 void harness_prepare (broker_t *b, const char *limits, const char *server_cert,

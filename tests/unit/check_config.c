@@ -15,6 +15,7 @@
 // The smallest valid file: the required keys only.
 static const char s_minimal[] = "liaisond\n"
                                 "    state_dir = /var/lib/liaison\n"
+                                "    rules = /etc/liaison/liaison.rules\n"
                                 "    tls\n"
                                 "        cert = /etc/liaison/hub.pem\n"
                                 "        key = /etc/liaison/hub.key\n"
@@ -111,6 +112,7 @@ START_TEST (test_config_all_keys)
                                "liaisond\n"
                                "    endpoint = tcp://*:9000\n"
                                "    state_dir = \"/srv/liaison state\"\n"
+                               "    rules = r.rules\n"
                                "    tls\n"
                                "        cert = c.pem\n"
                                "        key = k.pem\n"
@@ -135,6 +137,7 @@ START_TEST (test_config_all_keys)
     ck_assert_msg (cfg != NULL, "%s", err);
     ck_assert_str_eq (cfg->endpoint, "tcp://*:9000");
     ck_assert_str_eq (cfg->state_dir, "/srv/liaison state");
+    ck_assert_str_eq (cfg->rules, "r.rules");
     ck_assert_str_eq (cfg->cert, "c.pem");
     ck_assert_str_eq (cfg->key, "k.pem");
     ck_assert_str_eq (cfg->ca, "r.pem");
@@ -236,7 +239,7 @@ END_TEST
 
 START_TEST (test_config_missing_key)
 {
-    static const char *keys[] = {"state_dir", "cert", "key", "ca", "crl_dir"};
+    static const char *keys[] = {"state_dir", "rules", "cert", "key", "ca", "crl_dir"};
     for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
         // The minimal file without that key's line.
         char text[sizeof s_minimal], want[64];
@@ -252,7 +255,8 @@ START_TEST (test_config_missing_key)
         memcpy (text, s_minimal, head);
         snprintf (text + head, sizeof text - head, "%s", eol);
         snprintf (want, sizeof want, "liaisond/%s%s is required",
-                  strcmp (keys[k], "state_dir") ? "tls/" : "", keys[k]);
+                  strcmp (keys[k], "state_dir") && strcmp (keys[k], "rules") ? "tls/" : "",
+                  keys[k]);
         s_assert_refused (text, want, NULL);
     }
 }
@@ -314,7 +318,7 @@ START_TEST (test_config_empty_values)
             ck_assert_msg (strstr (err, "endpoint") != NULL, "%s", err);
     }
     // A required key that is present but empty is missing.
-    s_assert_refused ("liaisond\n    state_dir = \"\"\n    tls\n        cert = a\n"
+    s_assert_refused ("liaisond\n    state_dir = \"\"\n    rules = r\n    tls\n        cert = a\n"
                       "        key = b\n        ca = c\n        crl_dir = d\n",
                       "liaisond/state_dir is required", NULL);
     // An empty limit takes the default.
