@@ -62,11 +62,15 @@ bus_buf_unref (bus_buf_t *buf)
         free (buf);
 }
 
+/* Sends one message; 0, or -1 if the other actor is gone (the caller still
+   owns ptr then). */
 static inline int
 bus_send (void *sock, uint32_t kind, uint64_t handle, uint32_t code, void *ptr)
 {
     bus_msg_t m = {kind, code, handle, ptr};
-    return zmq_send (sock, &m, sizeof m, 0) == (int) sizeof m ? 0 : -1;
+    // Never blocks: the bus has no high-water mark, so this fails only when
+    // the other actor is gone (at shutdown), and then the message is moot.
+    return zmq_send (sock, &m, sizeof m, ZMQ_DONTWAIT) == (int) sizeof m ? 0 : -1;
 }
 
 /* Receives one message without blocking; 0 or -1 if none. */

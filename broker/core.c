@@ -738,7 +738,7 @@ s_reload_rules (core_t *self, zsock_t *pipe)
         zstr_send (pipe, "FAILED");
         return;
     }
-    log_event ("rules-reloaded", "file=%s rules=%zu hash=%s previous=%s",
+    log_event ("rules-reloaded", "file=%s statements=%zu hash=%s previous=%s",
                LOG_Q (rules_file (fresh)), rules_count (fresh), rules_hash (fresh),
                rules_hash (self->rules));
     rules_destroy (&self->rules);
@@ -778,7 +778,7 @@ core_actor (void *pipe_v, void *args_v)
         zstr_send (pipe, "FAILED");
         goto done;
     }
-    log_event ("rules-loaded", "file=%s rules=%zu hash=%s", LOG_Q (rules_file (self.rules)),
+    log_event ("rules-loaded", "file=%s statements=%zu hash=%s", LOG_Q (rules_file (self.rules)),
                rules_count (self.rules), rules_hash (self.rules));
     zsock_signal (pipe, 0);
     zstr_send (pipe, "OK");

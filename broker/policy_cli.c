@@ -37,7 +37,8 @@ policy_check_rules (int argc, char **argv)
                  errors == 1 ? "" : "s");
         return 2;
     }
-    printf ("%s: valid, %zu rules, hash %s\n", argv[1], rules_count (rules), rules_hash (rules));
+    printf ("%s: valid, %zu statements, hash %s\n", argv[1], rules_count (rules),
+            rules_hash (rules));
     rules_destroy (&rules);
     return 0;
 }
@@ -137,7 +138,8 @@ policy_explain (int argc, char **argv)
     x.q.tlp = s_lookup (s_tlps, 6, strncasecmp (tlp, "tlp:", 4) ? tlp : tlp + 4);
     x.q.handling = s_lookup (s_handl, 5, handling);
     x.q.basis = basis;
-    x.q.reply = reply;
+    // A reply is by definition a reply: --reply is implied for mla-reply.
+    x.q.reply = reply || x.q.type == LIAISON__MESSAGE_TYPE__MLA_REPLY;
     x.q.source = source ? source[0] : 0;
     x.q.accuracy = accuracy ? atoi (accuracy) : 0;
     if (x.q.type < 0 || x.q.priority < 0 || x.q.tlp < 0 || x.q.handling < 0

@@ -67,10 +67,16 @@ typedef struct {
 } dim_t;
 
 static const dim_t s_dims[D_COUNT] = {
-    {"type", 4, false, {"mla-request", "mla-reply", "evidence-handoff", "case-lead"},
+    {"type",
+     4,
+     false,
+     {"mla-request", "mla-reply", "evidence-handoff", "case-lead"},
      "mla-request, mla-reply, evidence-handoff or case-lead"},
     {"priority", 3, false, {"routine", "urgent", "emergency"}, "routine, urgent or emergency"},
-    {"tlp", 5, true, {"clear", "green", "amber", "amber+strict", "red"},
+    {"tlp",
+     5,
+     true,
+     {"clear", "green", "amber", "amber+strict", "red"},
      "clear, green, amber, amber+strict or red (TLP 2.0, a TLP: prefix is allowed)"},
     {"handling", 4, true, {"h0", "h1", "h2", "h3"}, "h0, h1, h2 or h3"},
     {"source", 5, false, {"A", "B", "C", "X", "none"}, "A, B, C, X or none"},
@@ -78,8 +84,8 @@ static const dim_t s_dims[D_COUNT] = {
     {"reply", 2, false, {"no", "yes"}, "yes or no"},
 };
 
-static const char *s_keys[K_COUNT] = {"from",     "to",     "basis",    "type",  "priority",
-                                      "tlp",      "handling", "source", "accuracy", "reply"};
+static const char *s_keys[K_COUNT] = {"from", "to",       "basis",  "type",     "priority",
+                                      "tlp",  "handling", "source", "accuracy", "reply"};
 
 static const char *s_statements[] = {"group", "instrument", "contact", "allow", "deny", "copy"};
 
@@ -161,16 +167,17 @@ typedef struct {
 typedef struct {
     size_t n, words;
     uint64_t *arena;
-    const uint64_t *s_cc[CC_COUNT];
-    const uint64_t *r_cc[2][CC_COUNT]; /* [1]: recipient in the sender's country */
-    const uint64_t **s_node;           /* per node table entry; NULL if not in 'from' */
-    const uint64_t **r_node[2];        /* per node table entry; NULL if not in 'to' */
-    const uint64_t *dim[D_COUNT][D_MAXVAL];
-    const uint64_t *b_nocond; /* rules without basis */
-    const uint64_t *b_none;   /* ... plus basis none */
-    const uint64_t **b_inst;  /* ... plus basis listing k, plus basis binding */
+    uint64_t *s_cc[CC_COUNT];
+    uint64_t *r_cc[2][CC_COUNT]; /* [1]: recipient in the sender's country */
+    uint64_t **s_node;           /* per node table entry; NULL if not in 'from' */
+    uint64_t **r_node[2];        /* per node table entry; NULL if not in 'to' */
+    uint64_t *dim[D_COUNT][D_MAXVAL];
+    uint64_t *b_nocond; /* rules without basis */
+    uint64_t *b_none;   /* ... plus basis none */
+    uint64_t **b_inst;  /* ... plus basis listing k, plus basis binding */
     // Used only by the shadow check.
-    const uint64_t *s_any, *r_any, *r_anyfor, *r_anydom, *b_binding;
+    uint64_t *s_any, *r_any, *r_anyfor, *r_anydom, *b_binding;
+    uint16_t s_id[CC_COUNT], r_id[CC_COUNT]; /* distinct rows, numbered */
 } rset_t;
 
 struct rules {
@@ -269,6 +276,18 @@ s_cc_or (ccset_t *a, const ccset_t *b)
         a->w[i] |= b->w[i];
 }
 
+// The first member of s at or after c, or -1.
+static int
+s_cc_next (const ccset_t *s, int c)
+{
+    for (int w = c / 64; w < CC_WORDS; c = ++w * 64) {
+        uint64_t x = s->w[w] >> (c % 64);
+        if (x)
+            return c + __builtin_ctzll (x);
+    }
+    return -1;
+}
+
 static int
 s_node_cc (const char *node)
 {
@@ -323,7 +342,7 @@ s_htab_put (htab_t *t, const char *key, uint64_t h, uint32_t value)
     size_t j = h & (t->cap - 1);
     while (t->slots[j].key)
         j = (j + 1) & (t->cap - 1);
-    t->slots[j] = (slot_t) {key, h, value};
+    t->slots[j] = (slot_t){key, h, value};
     t->count++;
     return 0;
 }
@@ -332,16 +351,10 @@ s_htab_put (htab_t *t, const char *key, uint64_t h, uint32_t value)
 // array is left as it was).
 #define GROW(arr, cap, n)                                                                          \
     ((n) < (cap) ? 0 : ({                                                                          \
-        size_t ncap_ = (cap) ? (cap) * 2 : 8;                                                      \
+        size_t ncap_ = (cap) ? (cap) *2 : 8;                                                       \
         __typeof__ (arr) p_ = realloc ((arr), ncap_ * sizeof *(arr));                              \
         p_ ? ((arr) = p_, (cap) = ncap_, 0) : -1;                                                  \
     }))
-
-// Every set bit c of a ccset_t.
-#define FOR_CC(set, c)                                                                             \
-    for (int w_ = 0; w_ < CC_WORDS; w_++)                                                          \
-        for (uint64_t x_ = (set).w[w_]; x_; x_ &= x_ - 1)                                          \
-            for (int c = w_ * 64 + __builtin_ctzll (x_), once_ = 1; once_; once_ = 0)
 
 // How many bytes of a token to quote: at most SHOW, never half a UTF-8
 // character (messages reach logs and terminals).
@@ -417,8 +430,8 @@ s_mean (char *buf, size_t len, const char *cand)
     return buf;
 }
 
-static void
-s_error (parser_t *p, int line, const char *fmt, ...) __attribute__ ((format (printf, 3, 4)));
+static void s_error (parser_t *p, int line, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
 
 // Records one problem; after MAX_ERRORS only counts them.
 static void
@@ -445,7 +458,7 @@ s_error (parser_t *p, int line, const char *fmt, ...)
         p->fn (p->arg, p->name, line, msg); /* out of order beats lost */
         return;
     }
-    p->reports[p->nreports] = (report_t) {line, p->nreports, copy};
+    p->reports[p->nreports] = (report_t){line, p->nreports, copy};
     p->nreports++;
 }
 
@@ -554,8 +567,8 @@ s_name_ok (parser_t *p, const char *name, bool group)
         return false;
     }
     if (s_reserved_word (name)) {
-        s_error (p, p->line, "'%s' is a reserved word and cannot name a %s: choose another",
-                 name, what);
+        s_error (p, p->line, "'%s' is a reserved word and cannot name a %s: choose another", name,
+                 what);
         return false;
     }
     // Groups stand where node ids do (from, to, addresses); instruments
@@ -567,8 +580,8 @@ s_name_ok (parser_t *p, const char *name, bool group)
             if (*c == '-')
                 *c = '_';
         s_error (p, p->line,
-                 "group name '%s' looks like a node id (two letters and '-'): write '%s'",
-                 name, hint);
+                 "group name '%s' looks like a node id (two letters and '-'): write '%s'", name,
+                 hint);
         return false;
     }
     return true;
@@ -601,8 +614,7 @@ s_unknown_name (parser_t *p, const char *name, bool want_group)
         int line = (int) (later & ~(int64_t) INST_BIT);
         bool inst = (later & INST_BIT) != 0;
         if (line == p->line)
-            s_error (p, p->line, "'%s' is being defined on this line and cannot name itself",
-                     name);
+            s_error (p, p->line, "'%s' is being defined on this line and cannot name itself", name);
         else if (inst == !want_group && line > p->line)
             s_error (p, p->line,
                      "%s '%s' is used before its definition at line %d: move that line above "
@@ -624,8 +636,8 @@ s_unknown_name (parser_t *p, const char *name, bool want_group)
     if (want_group && strlen (name) == 2)
         snprintf (cc, sizeof cc, " (jurisdictions are upper case: %c%c)",
                   toupper ((unsigned char) name[0]), toupper ((unsigned char) name[1]));
-    s_error (p, p->line, "unknown %s '%.*s'%s: define it with %s line above its first use%s",
-             what, TOK (name), s_mean (buf, sizeof buf, near),
+    s_error (p, p->line, "unknown %s '%.*s'%s: define it with %s line above its first use%s", what,
+             TOK (name), s_mean (buf, sizeof buf, near),
              want_group ? "a 'group'" : "an 'instrument'", cc);
 }
 
@@ -653,8 +665,8 @@ s_node_ref (parser_t *p, const char *id)
     rules_t *r = p->r;
     if (!wire_node_id_valid (id))
         return -1;
-    const char *hint = s_reserved_hint (toupper ((unsigned char) id[0]),
-                                        toupper ((unsigned char) id[1]));
+    const char *hint =
+        s_reserved_hint (toupper ((unsigned char) id[0]), toupper ((unsigned char) id[1]));
     if (hint) {
         char fix[NAME_MAX_LEN + 1];
         snprintf (fix, sizeof fix, "%s", id);
@@ -664,8 +676,7 @@ s_node_ref (parser_t *p, const char *id)
         s_error (p, p->line,
                  "'%s' would be a node of %c%c, which is not a jurisdiction (%s); a group "
                  "name may not look like a node id: write '%s'",
-                 id, toupper ((unsigned char) id[0]), toupper ((unsigned char) id[1]), hint,
-                 fix);
+                 id, toupper ((unsigned char) id[0]), toupper ((unsigned char) id[1]), hint, fix);
         return -2;
     }
     uint64_t h = s_hash (id);
@@ -702,8 +713,8 @@ s_set_item (parser_t *p, const char *item, ccset_t *cc, const char *what)
     }
     if (wire_node_id_valid (item)) {
         s_error (p, p->line,
-                 "'%s' is a node id: %s lists jurisdictions (FR) and groups (eu), not nodes",
-                 item, what);
+                 "'%s' is a node id: %s lists jurisdictions (FR) and groups (eu), not nodes", item,
+                 what);
         return false;
     }
     if (s_reserved_word (item)) {
@@ -756,7 +767,7 @@ s_define (parser_t *p, const char *name, bool group, const ccset_t *cc)
         s_oom (p);
         return false;
     }
-    (*arr)[*n] = (named_t) {copy, p->line, *cc};
+    (*arr)[*n] = (named_t){copy, p->line, *cc};
     (*n)++;
     return true;
 }
@@ -808,35 +819,45 @@ s_contact (parser_t *p, char **tok, int ntok)
     }
     int c = s_cc_token (p, tok[1]);
     if (c == -1) {
-        s_error (p, p->line, "'%.*s' is not a jurisdiction code: contact takes two upper-case "
-                 "letters (contact DE = de-bka)", TOK (tok[1]));
+        s_error (p, p->line,
+                 "'%.*s' is not a jurisdiction code: contact takes two upper-case "
+                 "letters (contact DE = de-bka)",
+                 TOK (tok[1]));
         return;
     }
     if (c < 0)
         return;
     if (r->contact_line[c]) {
-        s_error (p, p->line, "contact %s is already given at line %d: list all its nodes on one "
-                 "line", tok[1], r->contact_line[c]);
+        s_error (p, p->line,
+                 "contact %s is already given at line %d: list all its nodes on one "
+                 "line",
+                 tok[1], r->contact_line[c]);
         return;
     }
     r->contact_line[c] = p->line;
     if (ntok == 3) {
-        s_error (p, p->line, "contact %s lists no node: add its contact point(s), for example "
-                 "'contact %s = %c%c-police'", tok[1], tok[1],
-                 tolower ((unsigned char) tok[1][0]), tolower ((unsigned char) tok[1][1]));
+        s_error (p, p->line,
+                 "contact %s lists no node: add its contact point(s), for example "
+                 "'contact %s = %c%c-police'",
+                 tok[1], tok[1], tolower ((unsigned char) tok[1][0]),
+                 tolower ((unsigned char) tok[1][1]));
         return;
     }
     for (int i = 3; i < ntok; i++) {
         const char *id = tok[i];
         if (!wire_node_id_valid (id)) {
-            s_error (p, p->line, "'%.*s' is not a node id (two lower-case letters of its "
-                     "country, '-', then letters, digits or '-', as in de-bka)", TOK (id));
+            s_error (p, p->line,
+                     "'%.*s' is not a node id (two lower-case letters of its "
+                     "country, '-', then letters, digits or '-', as in de-bka)",
+                     TOK (id));
             continue;
         }
         if (id[0] != tolower ((unsigned char) tok[1][0])
             || id[1] != tolower ((unsigned char) tok[1][1])) {
-            s_error (p, p->line, "contact %s: '%s' is not a node of %s (its node ids begin "
-                     "with '%c%c-')", tok[1], id, tok[1], tolower ((unsigned char) tok[1][0]),
+            s_error (p, p->line,
+                     "contact %s: '%s' is not a node of %s (its node ids begin "
+                     "with '%c%c-')",
+                     tok[1], id, tok[1], tolower ((unsigned char) tok[1][0]),
                      tolower ((unsigned char) tok[1][1]));
             continue;
         }
@@ -887,8 +908,10 @@ s_side_item (parser_t *p, side_t *side, const char *item, bool to)
     }
     if (strcmp (item, "foreign") == 0 || strcmp (item, "domestic") == 0) {
         if (!to) {
-            s_error (p, p->line, "'%s' belongs to 'to': it compares the recipient's country "
-                     "with the sender's", item);
+            s_error (p, p->line,
+                     "'%s' belongs to 'to': it compares the recipient's country "
+                     "with the sender's",
+                     item);
             return false;
         }
         if (item[0] == 'f')
@@ -916,21 +939,26 @@ s_side_item (parser_t *p, side_t *side, const char *item, bool to)
         return true;
     }
     if (s_reserved_word (item)) {
-        s_error (p, p->line, "'%s' has no meaning in '%s': use any, a jurisdiction (FR), a node "
-                 "id (fr-pn) or a group (eu)%s", item, key,
-                 to ? ", or foreign or domestic" : "");
+        s_error (p, p->line,
+                 "'%s' has no meaning in '%s': use any, a jurisdiction (FR), a node "
+                 "id (fr-pn) or a group (eu)%s",
+                 item, key, to ? ", or foreign or domestic" : "");
         return false;
     }
     if (!wire_codec_group_valid (item)) {
         bool cc_like = strlen (item) == 2 && isalpha ((unsigned char) item[0])
                        && isalpha ((unsigned char) item[1]);
         if (cc_like)
-            s_error (p, p->line, "'%s' in '%s': jurisdictions are two upper-case letters "
-                     "(%c%c)", item, key, toupper ((unsigned char) item[0]),
+            s_error (p, p->line,
+                     "'%s' in '%s': jurisdictions are two upper-case letters "
+                     "(%c%c)",
+                     item, key, toupper ((unsigned char) item[0]),
                      toupper ((unsigned char) item[1]));
         else
-            s_error (p, p->line, "'%.*s' in '%s' is not a jurisdiction (FR), node id (fr-pn) or "
-                     "group name (eu)", TOK (item), key);
+            s_error (p, p->line,
+                     "'%.*s' in '%s' is not a jurisdiction (FR), node id (fr-pn) or "
+                     "group name (eu)",
+                     TOK (item), key);
         return false;
     }
     const named_t *g = s_group_ref (p, item);
@@ -963,8 +991,10 @@ s_condition (parser_t *p, rule_t *u, int k, char *value)
     const char *key = s_keys[k];
     size_t len = strlen (value);
     if (value[len - 1] == ',' || value[0] == ',' || strstr (value, ",,")) {
-        s_error (p, p->line, "'%s %.*s': a list is values separated by single commas, with no "
-                 "spaces (from FR,DE)", key, TOK (value));
+        s_error (p, p->line,
+                 "'%s %.*s': a list is values separated by single commas, with no "
+                 "spaces (from FR,DE)",
+                 key, TOK (value));
         return false;
     }
     if (k == K_FROM || k == K_TO) {
@@ -989,8 +1019,8 @@ s_condition (parser_t *p, rule_t *u, int k, char *value)
             }
             char buf[NAME_MAX_LEN + 32];
             const char *near = s_nearest (item, s_dims[d].values, (size_t) s_dims[d].nvalues);
-            if (d == D_TLP && strcasecmp (item + (strncasecmp (item, "TLP:", 4) ? 0 : 4),
-                                          "white") == 0)
+            if (d == D_TLP
+                && strcasecmp (item + (strncasecmp (item, "TLP:", 4) ? 0 : 4), "white") == 0)
                 near = "clear";
             s_error (p, p->line, "'%.*s' is not a valid %s: use %s%s", TOK (item), key,
                      s_dims[d].usage, s_mean (buf, sizeof buf, near));
@@ -1003,9 +1033,8 @@ s_condition (parser_t *p, rule_t *u, int k, char *value)
         else if (strcmp (item, "binding") == 0)
             u->basis_binding = true;
         else {
-            int64_t v = wire_codec_group_valid (item)
-                            ? s_htab_get (&p->r->names, item, s_hash (item))
-                            : -1;
+            int64_t v =
+                wire_codec_group_valid (item) ? s_htab_get (&p->r->names, item, s_hash (item)) : -1;
             if (v >= 0 && (v & INST_BIT)) {
                 if (GROW (u->insts, u->icap, u->ninsts)) {
                     s_oom (p);
@@ -1014,16 +1043,20 @@ s_condition (parser_t *p, rule_t *u, int k, char *value)
                 u->insts[u->ninsts++] = (uint32_t) (v & ~(int64_t) INST_BIT);
             }
             else if (v >= 0) {
-                s_error (p, p->line, "'%s' is a group, not an instrument: 'basis' names "
-                         "instruments (basis eio), binding or none", item);
+                s_error (p, p->line,
+                         "'%s' is a group, not an instrument: 'basis' names "
+                         "instruments (basis eio), binding or none",
+                         item);
                 ok = false;
             }
             else if (!wire_codec_group_valid (item)) {
                 char buf[NAME_MAX_LEN + 32];
-                s_error (p, p->line, "'%.*s' is not an instrument name%s: 'basis' takes "
-                         "instrument names, binding or none", TOK (item),
-                         s_mean (buf, sizeof buf,
-                                 s_nearest_named (p->r->insts, p->r->ninsts, item)));
+                s_error (
+                    p, p->line,
+                    "'%.*s' is not an instrument name%s: 'basis' takes "
+                    "instrument names, binding or none",
+                    TOK (item),
+                    s_mean (buf, sizeof buf, s_nearest_named (p->r->insts, p->r->ninsts, item)));
                 ok = false;
             }
             else {
@@ -1055,13 +1088,16 @@ s_check_never (parser_t *p, rule_t *u)
         const side_t *s = sides[i];
         if (s->any || s->foreign || s->domestic || s->nnodes || !s_cc_empty (&s->cc))
             continue;
-        s_error (p, u->line, "never matches: '%s' names only the empty group '%s'; add members "
-                 "to the group or remove the rule", i ? "to" : "from", s->empty ? s->empty : "?");
+        s_error (p, u->line,
+                 "never matches: '%s' names only the empty group '%s'; add members "
+                 "to the group or remove the rule",
+                 i ? "to" : "from", s->empty ? s->empty : "?");
         return true;
     }
     // An MLA reply always answers an earlier message.
     if (u->mask[D_TYPE] == 1u << 1 && u->mask[D_REPLY] == 1u << 0) {
-        s_error (p, u->line, "never matches: an mla-reply always replies to an earlier message, "
+        s_error (p, u->line,
+                 "never matches: an mla-reply always replies to an earlier message, "
                  "and the rule requires reply no");
         return true;
     }
@@ -1079,10 +1115,12 @@ s_check_never (parser_t *p, rule_t *u)
         }
         if (!some) {
             if (u->basis_binding && !r->ninsts)
-                s_error (p, u->line, "never matches: 'basis binding' needs an instrument, and "
-                         "none is defined above this rule");
+                s_error (p, u->line,
+                         "never matches: 'basis binding' needs an instrument, and "
+                         "the file defines none");
             else
-                s_error (p, u->line, "never matches: no instrument in its 'basis' binds both a "
+                s_error (p, u->line,
+                         "never matches: no instrument in its 'basis' binds both a "
                          "sender and a recipient it names; check the instrument's parties");
             return true;
         }
@@ -1106,7 +1144,8 @@ s_rule (parser_t *p, char **tok, int ntok, int verb)
     if (verb == V_COPY) {
         int64_t n = ntok > 1 ? s_node_ref (p, tok[1]) : -1;
         if (n == -1)
-            s_error (p, p->line, "a copy rule reads 'copy NODE CONDITION ...' with the node id "
+            s_error (p, p->line,
+                     "a copy rule reads 'copy NODE CONDITION ...' with the node id "
                      "to copy to, for example 'copy fr-pn from FR to foreign type mla-request'");
         if (n < 0)
             return;
@@ -1120,10 +1159,11 @@ s_rule (parser_t *p, char **tok, int ntok, int verb)
                 k = j;
         if (k < 0) {
             char buf[NAME_MAX_LEN + 32];
-            s_error (p, p->line, "unknown condition '%.*s'%s: conditions are from, to, type, "
+            s_error (p, p->line,
+                     "unknown condition '%.*s'%s: conditions are from, to, type, "
                      "priority, tlp, handling, source, accuracy, basis and reply, each followed "
-                     "by its value(s)", TOK (tok[i]),
-                     s_mean (buf, sizeof buf, s_nearest (tok[i], s_keys, K_COUNT)));
+                     "by its value(s)",
+                     TOK (tok[i]), s_mean (buf, sizeof buf, s_nearest (tok[i], s_keys, K_COUNT)));
             ok = false;
             continue;
         }
@@ -1136,8 +1176,10 @@ s_rule (parser_t *p, char **tok, int ntok, int verb)
             break;
         }
         if (u.keys & KEY (k)) {
-            s_error (p, p->line, "'%s' is given twice in this rule: give it once with the values "
-                     "comma-separated (%s a,b)", tok[i], tok[i]);
+            s_error (p, p->line,
+                     "'%s' is given twice in this rule: give it once with the values "
+                     "comma-separated (%s a,b)",
+                     tok[i], tok[i]);
             ok = false;
             continue;
         }
@@ -1157,13 +1199,14 @@ s_rule (parser_t *p, char **tok, int ntok, int verb)
     size_t *cap = verb == V_COPY ? &p->ccap : &p->rcap;
     if (*n >= MAX_RULES) {
         if (!p->too_many)
-            s_error (p, p->line, "more than %d %s rules: use groups and lists to say the same "
-                     "in fewer rules", MAX_RULES, verb == V_COPY ? "copy" : "allow/deny");
+            s_error (p, p->line,
+                     "more than %d %s rules: use groups and lists to say the same "
+                     "in fewer rules",
+                     MAX_RULES, verb == V_COPY ? "copy" : "allow/deny");
         p->too_many = true;
         s_rule_free (&u);
         return;
     }
-    u.never = s_check_never (p, &u);
     if (GROW (*list, *cap, *n)) {
         s_oom (p);
         s_rule_free (&u);
@@ -1220,8 +1263,10 @@ s_line_ok (parser_t *p, const char *s, size_t n)
     for (size_t i = 0; i < n;) {
         unsigned char c = (unsigned char) s[i];
         if ((c < 0x20 && c != '\t') || c == 0x7f) {
-            s_error (p, p->line, "control character (code %d) in column %zu: a rules file is "
-                     "plain text", c, i + 1);
+            s_error (p, p->line,
+                     "control character (code %d) in column %zu: a rules file is "
+                     "plain text",
+                     c, i + 1);
             return false;
         }
         size_t k = s_utf8 ((const unsigned char *) s + i, n - i);
@@ -1239,8 +1284,10 @@ static void
 s_line (parser_t *p, const char *s, size_t n)
 {
     if (n > RULES_MAX_LINE) {
-        s_error (p, p->line, "line longer than %d bytes: split the rule, or name the list once "
-                 "with a group", RULES_MAX_LINE);
+        s_error (p, p->line,
+                 "line longer than %d bytes: split the rule, or name the list once "
+                 "with a group",
+                 RULES_MAX_LINE);
         return;
     }
     if (n && s[n - 1] == '\r')
@@ -1271,11 +1318,13 @@ s_line (parser_t *p, const char *s, size_t n)
     else {
         p->r->statements--;
         char buf2[NAME_MAX_LEN + 32];
-        s_error (p, p->line, "unknown statement '%.*s'%s: a line begins with group, instrument, "
-                 "contact, allow, deny or copy ('#' starts a comment)", TOK (verb),
-                 s_mean (buf2, sizeof buf2,
-                         s_nearest (verb, s_statements,
-                                    sizeof s_statements / sizeof *s_statements)));
+        s_error (
+            p, p->line,
+            "unknown statement '%.*s'%s: a line begins with group, instrument, "
+            "contact, allow, deny or copy ('#' starts a comment)",
+            TOK (verb),
+            s_mean (buf2, sizeof buf2,
+                    s_nearest (verb, s_statements, sizeof s_statements / sizeof *s_statements)));
     }
 }
 
@@ -1292,8 +1341,7 @@ s_prescan_line (parser_t *p, const char *s, size_t n)
     buf[n] = 0;
     int ntok = s_tokens (buf, tok);
     bool group = ntok >= 3 && strcmp (tok[0], "group") == 0 && strcmp (tok[2], "=") == 0;
-    bool inst = ntok >= 3 && strcmp (tok[0], "instrument") == 0
-                && strcmp (tok[2], "between") == 0;
+    bool inst = ntok >= 3 && strcmp (tok[0], "instrument") == 0 && strcmp (tok[2], "between") == 0;
     if ((!group && !inst) || !wire_codec_group_valid (tok[1]))
         return;
     uint64_t h = s_hash (tok[1]);
@@ -1356,6 +1404,42 @@ s_row_or (uint64_t *a, const uint64_t *b, size_t words)
         a[i] |= b[i];
 }
 
+// Makes countries whose rows are equal share the first such row, and
+// numbers the distinct rows in ids. Members of a group that rules name
+// together get equal rows: fewer rows to keep in cache, fewer to AND when
+// checking a rule that names the group.
+static void
+s_dedupe (uint64_t **a, uint64_t **b, size_t words, uint16_t *ids)
+{
+    enum { SLOTS = 2048 }; /* > 2 * CC_COUNT */
+    int slot[SLOTS];
+    uint64_t hash[CC_COUNT];
+    memset (slot, -1, sizeof slot);
+    uint16_t next = 0;
+    for (int c = 0; c < CC_COUNT; c++) {
+        uint64_t h = 0xcbf29ce484222325u;
+        for (size_t i = 0; i < words; i++)
+            h = (h ^ a[c][i] ^ (b ? b[c][i] << 1 : 0)) * 0x100000001b3u;
+        hash[c] = h;
+        size_t k = h % SLOTS;
+        for (; slot[k] >= 0; k = (k + 1) % SLOTS) {
+            int f = slot[k];
+            if (hash[f] == h && (a[f] == a[c] || !memcmp (a[f], a[c], words * 8))
+                && (!b || b[f] == b[c] || !memcmp (b[f], b[c], words * 8)))
+                break;
+        }
+        if (slot[k] < 0) {
+            slot[k] = c;
+            ids[c] = next++;
+            continue;
+        }
+        a[c] = a[slot[k]];
+        if (b)
+            b[c] = b[slot[k]];
+        ids[c] = ids[slot[k]];
+    }
+}
+
 // Compiles a rule list into rows. 0, or -1 (reported).
 static int
 s_compile (parser_t *p, rset_t *rs, const rule_t *rules, size_t n)
@@ -1375,13 +1459,14 @@ s_compile (parser_t *p, rset_t *rs, const rule_t *rules, size_t n)
         s_oom (p);
         return -1;
     }
-    bool *r_named = s_named + CC_COUNT, *sn_named = r_named + CC_COUNT, *rn_named = sn_named + nn + 1;
+    bool *r_named = s_named + CC_COUNT, *sn_named = r_named + CC_COUNT,
+         *rn_named = sn_named + nn + 1;
     // Countries and nodes named by the rules each get their own rows.
     for (size_t i = 0; i < n; i++) {
         const rule_t *u = &rules[i];
-        FOR_CC (u->from.cc, c)
+        for (int c = s_cc_next (&u->from.cc, 0); c >= 0; c = s_cc_next (&u->from.cc, c + 1))
             s_named[c] = true;
-        FOR_CC (u->to.cc, c)
+        for (int c = s_cc_next (&u->to.cc, 0); c >= 0; c = s_cc_next (&u->to.cc, c + 1))
             r_named[c] = true;
         for (size_t j = 0; j < u->from.nnodes; j++)
             sn_named[u->from.nodes[j]] = true;
@@ -1403,8 +1488,10 @@ s_compile (parser_t *p, rset_t *rs, const rule_t *rules, size_t n)
     // s_any r_any r_anyfor r_anydom b_binding b_nocond b_none, then instruments.
     size_t rows = ns + nsn + 2 * (nr + nrn) + dims + 7 + r->ninsts;
     if (rows > MAX_TABLE_BYTES / 8 / rs->words) {
-        s_error (p, 0, "the policy is too large to compile (%zu rules, %zu named nodes): "
-                 "address jurisdictions or groups rather than individual nodes", n, nn);
+        s_error (p, 0,
+                 "the policy is too large to compile (%zu rules, %zu named nodes): "
+                 "address jurisdictions or groups rather than individual nodes",
+                 n, nn);
         free (s_named);
         return -1;
     }
@@ -1446,17 +1533,15 @@ s_compile (parser_t *p, rset_t *rs, const rule_t *rules, size_t n)
         rs->b_inst[k] = s_row (rs, &next);
     free (s_named);
 
-    // The rows are written through these casts only while compiling.
-#define W_(row) ((uint64_t *) (row))
     for (size_t i = 0; i < n; i++) {
         const rule_t *u = &rules[i];
         if (u->from.any)
             s_bit_set (s_any, i);
         else {
-            FOR_CC (u->from.cc, c)
-                s_bit_set (W_ (rs->s_cc[c]), i);
+            for (int c = s_cc_next (&u->from.cc, 0); c >= 0; c = s_cc_next (&u->from.cc, c + 1))
+                s_bit_set (rs->s_cc[c], i);
             for (size_t j = 0; j < u->from.nnodes; j++)
-                s_bit_set (W_ (rs->s_node[u->from.nodes[j]]), i);
+                s_bit_set (rs->s_node[u->from.nodes[j]], i);
         }
         if (u->to.any)
             s_bit_set (r_any, i);
@@ -1465,19 +1550,19 @@ s_compile (parser_t *p, rset_t *rs, const rule_t *rules, size_t n)
                 s_bit_set (r_for, i);
             if (u->to.domestic)
                 s_bit_set (r_dom, i);
-            FOR_CC (u->to.cc, c) {
-                s_bit_set (W_ (rs->r_cc[0][c]), i);
-                s_bit_set (W_ (rs->r_cc[1][c]), i);
+            for (int c = s_cc_next (&u->to.cc, 0); c >= 0; c = s_cc_next (&u->to.cc, c + 1)) {
+                s_bit_set (rs->r_cc[0][c], i);
+                s_bit_set (rs->r_cc[1][c], i);
             }
             for (size_t j = 0; j < u->to.nnodes; j++) {
-                s_bit_set (W_ (rs->r_node[0][u->to.nodes[j]]), i);
-                s_bit_set (W_ (rs->r_node[1][u->to.nodes[j]]), i);
+                s_bit_set (rs->r_node[0][u->to.nodes[j]], i);
+                s_bit_set (rs->r_node[1][u->to.nodes[j]], i);
             }
         }
         for (int d = 0; d < D_COUNT; d++)
             for (int v = 0; v < s_dims[d].nvalues; v++)
                 if (u->mask[d] & (1u << v))
-                    s_bit_set (W_ (rs->dim[d][v]), i);
+                    s_bit_set (rs->dim[d][v], i);
         if (!(u->keys & KEY (K_BASIS)))
             s_bit_set (b_nocond, i);
         else {
@@ -1486,7 +1571,7 @@ s_compile (parser_t *p, rset_t *rs, const rule_t *rules, size_t n)
             if (u->basis_binding)
                 s_bit_set (b_bind, i);
             for (size_t j = 0; j < u->ninsts; j++)
-                s_bit_set (W_ (rs->b_inst[u->insts[j]]), i);
+                s_bit_set (rs->b_inst[u->insts[j]], i);
         }
     }
     // Fold the catch-alls into every row they apply to: a decision then
@@ -1502,16 +1587,17 @@ s_compile (parser_t *p, rset_t *rs, const rule_t *rules, size_t n)
     for (size_t j = 0; j < nn; j++) {
         int c = s_node_cc (r->node_ids[j]);
         if (rs->s_node[j])
-            s_row_or (W_ (rs->s_node[j]), rs->s_cc[c], W);
+            s_row_or (rs->s_node[j], rs->s_cc[c], W);
         for (int dom = 0; dom < 2; dom++)
             if (rs->r_node[dom][j])
-                s_row_or (W_ (rs->r_node[dom][j]), rs->r_cc[dom][c], W);
+                s_row_or (rs->r_node[dom][j], rs->r_cc[dom][c], W);
     }
+    s_dedupe (rs->s_cc, NULL, W, rs->s_id);
+    s_dedupe (rs->r_cc[0], rs->r_cc[1], W, rs->r_id);
     s_row_or (b_bind, b_nocond, W);
     s_row_or (b_none, b_nocond, W);
     for (size_t k = 0; k < r->ninsts; k++)
-        s_row_or (W_ (rs->b_inst[k]), b_bind, W);
-#undef W_
+        s_row_or (rs->b_inst[k], b_bind, W);
     rs->s_any = s_any;
     rs->r_any = r_any;
     rs->r_anyfor = r_for;
@@ -1522,70 +1608,99 @@ s_compile (parser_t *p, rset_t *rs, const rule_t *rules, size_t n)
     return 0;
 }
 
-// acc &= row over the first `words` words; false when acc became empty.
+// The rules that may still cover the rule being checked: acc, zero
+// outside words [lo, hi), which shrink as rows are ANDed in.
+typedef struct {
+    uint64_t *acc;
+    size_t lo, hi;
+    uint32_t *seen_s, *seen_r; /* per distinct country row: epoch last ANDed */
+    uint32_t epoch;
+} cover_t;
+
+// acc &= row; false when nothing is left.
 static bool
-s_and (uint64_t *acc, const uint64_t *row, size_t words)
+s_and (cover_t *cv, const uint64_t *row)
 {
-    uint64_t any = 0;
-    for (size_t i = 0; i < words; i++)
-        any |= acc[i] &= row[i];
-    return any != 0;
+    size_t lo = cv->hi, hi = cv->lo;
+    for (size_t i = cv->lo; i < cv->hi; i++)
+        if ((cv->acc[i] &= row[i])) {
+            if (lo == cv->hi)
+                lo = i;
+            hi = i + 1;
+        }
+    if (hi <= lo) {
+        cv->lo = cv->hi = 0;
+        return false;
+    }
+    cv->lo = lo;
+    cv->hi = hi;
+    return true;
 }
 
-// Rules before rule j that match every query rule j matches: acc (words
-// long) is left holding them. Dimension by dimension, a rule covers j when
-// it accepts every value j accepts; this misses a rule covered only by
+// Leaves in cv the rules before rule j that match every query rule j
+// matches; false if there is none. Dimension by dimension, a rule covers j
+// when it accepts every value j accepts; this misses a rule covered only by
 // several earlier ones together, which is the conservative side.
 static bool
-s_covered (const rset_t *rs, const rule_t *u, size_t j, uint64_t *acc)
+s_covered (const rset_t *rs, const rule_t *u, size_t j, cover_t *cv)
 {
-    size_t words = j / 64 + 1;
-    memset (acc, 0xff, words * sizeof *acc);
-    acc[j / 64] = j % 64 ? ((uint64_t) 1 << (j % 64)) - 1 : 0;
-    if (j % 64 == 0 && --words == 0)
+    cv->lo = 0;
+    cv->hi = j / 64 + 1;
+    memset (cv->acc, 0xff, cv->hi * sizeof *cv->acc);
+    cv->acc[j / 64] = ((uint64_t) 1 << (j % 64)) - 1;
+    if (j % 64 == 0 && --cv->hi == 0)
         return false;
+    cv->epoch++;
     if (u->from.any) {
-        if (!s_and (acc, rs->s_any, words))
+        if (!s_and (cv, rs->s_any))
             return false;
     }
     else {
-        FOR_CC (u->from.cc, c)
-            if (!s_and (acc, rs->s_cc[c], words))
+        for (int c = s_cc_next (&u->from.cc, 0); c >= 0; c = s_cc_next (&u->from.cc, c + 1)) {
+            if (cv->seen_s[rs->s_id[c]] == cv->epoch)
+                continue;
+            cv->seen_s[rs->s_id[c]] = cv->epoch;
+            if (!s_and (cv, rs->s_cc[c]))
                 return false;
+        }
         for (size_t i = 0; i < u->from.nnodes; i++)
-            if (!s_and (acc, rs->s_node[u->from.nodes[i]], words))
+            if (!s_and (cv, rs->s_node[u->from.nodes[i]]))
                 return false;
     }
     if (u->to.any) {
-        if (!s_and (acc, rs->r_any, words))
+        if (!s_and (cv, rs->r_any))
             return false;
     }
     else {
-        if (u->to.foreign && !s_and (acc, rs->r_anyfor, words))
+        if (u->to.foreign && !s_and (cv, rs->r_anyfor))
             return false;
-        if (u->to.domestic && !s_and (acc, rs->r_anydom, words))
+        if (u->to.domestic && !s_and (cv, rs->r_anydom))
             return false;
-        FOR_CC (u->to.cc, c)
-            if (!s_and (acc, rs->r_cc[0][c], words) || !s_and (acc, rs->r_cc[1][c], words))
+        for (int c = s_cc_next (&u->to.cc, 0); c >= 0; c = s_cc_next (&u->to.cc, c + 1)) {
+            if (cv->seen_r[rs->r_id[c]] == cv->epoch)
+                continue;
+            cv->seen_r[rs->r_id[c]] = cv->epoch;
+            if (!s_and (cv, rs->r_cc[0][c]) || !s_and (cv, rs->r_cc[1][c]))
                 return false;
+        }
         for (size_t i = 0; i < u->to.nnodes; i++) {
             uint32_t nd = u->to.nodes[i];
-            if (!s_and (acc, rs->r_node[0][nd], words) || !s_and (acc, rs->r_node[1][nd], words))
+            if (!s_and (cv, rs->r_node[0][nd]) || !s_and (cv, rs->r_node[1][nd]))
                 return false;
         }
     }
     for (int d = 0; d < D_COUNT; d++)
         for (int v = 0; v < s_dims[d].nvalues; v++)
-            if ((u->mask[d] & (1u << v)) && !s_and (acc, rs->dim[d][v], words))
+            if ((u->mask[d] & (1u << v)) && !s_and (cv, rs->dim[d][v]))
                 return false;
     if (!(u->keys & KEY (K_BASIS)))
-        return s_and (acc, rs->b_nocond, words);
-    if (u->basis_none && !s_and (acc, rs->b_none, words))
+        return s_and (cv, rs->b_nocond);
+    if (u->basis_none && !s_and (cv, rs->b_none))
         return false;
-    if (u->basis_binding && !s_and (acc, rs->b_binding, words))
+    if (u->basis_binding && !s_and (cv, rs->b_binding))
         return false;
     for (size_t i = 0; i < u->ninsts; i++)
-        if (!s_and (acc, rs->b_inst[u->insts[i]], words))
+        if (!s_and (cv, rs->b_inst[u->insts[i]]))
             return false;
     return true;
 }
@@ -1594,24 +1709,27 @@ s_covered (const rset_t *rs, const rule_t *u, size_t j, uint64_t *acc)
 static void
 s_check_shadowed (parser_t *p, const rset_t *rs, const rule_t *rules, size_t n)
 {
-    uint64_t *acc = malloc (rs->words * sizeof *acc);
-    if (!acc) {
+    cover_t cv = {0};
+    cv.acc = malloc (rs->words * sizeof *cv.acc);
+    cv.seen_s = calloc (2 * CC_COUNT, sizeof *cv.seen_s);
+    cv.seen_r = cv.seen_s ? cv.seen_s + CC_COUNT : NULL;
+    if (!cv.acc || !cv.seen_s) {
         s_oom (p);
-        return;
+        goto done;
     }
-    for (size_t j = 1; j < n; j++) {
-        if (rules[j].never || !s_covered (rs, &rules[j], j, acc))
+    // Past the error cap nothing more would be shown.
+    for (size_t j = 1; j < n && p->errors <= MAX_ERRORS; j++) {
+        if (rules[j].never || !s_covered (rs, &rules[j], j, &cv))
             continue;
-        for (size_t w = 0; w <= j / 64; w++)
-            if (acc[w]) {
-                size_t i = w * 64 + (size_t) __builtin_ctzll (acc[w]);
-                s_error (p, rules[j].line, "never matches: the rule at %s:%d already matches "
-                         "everything it would; remove it or move it above that rule", p->name,
-                         rules[i].line);
-                break;
-            }
+        size_t i = cv.lo * 64 + (size_t) __builtin_ctzll (cv.acc[cv.lo]);
+        s_error (p, rules[j].line,
+                 "never matches: the rule at %s:%d already matches everything "
+                 "it would; remove it or move it above that rule",
+                 p->name, rules[i].line);
     }
-    free (acc);
+done:
+    free (cv.acc);
+    free (cv.seen_s);
 }
 
 // --------------------------------------------------------------------------
@@ -1637,6 +1755,11 @@ static int
 s_finish (parser_t *p)
 {
     rules_t *r = p->r;
+    // Once the whole file is read: 'basis binding' counts every instrument.
+    for (size_t i = 0; i < p->nrules; i++)
+        p->rules[i].never = s_check_never (p, &p->rules[i]);
+    for (size_t i = 0; i < p->ncopies; i++)
+        p->copies[i].never = s_check_never (p, &p->copies[i]);
     if (s_compile (p, &r->main, p->rules, p->nrules)
         || s_compile (p, &r->copy, p->copies, p->ncopies))
         return -1;
@@ -1856,11 +1979,17 @@ s_resolve (const rules_t *r, const rules_query_t *q, qctx_t *c)
                      : q->source == 'X' ? 3
                      : q->source == 0   ? 4
                                         : -1;
-    c->v[D_ACCURACY] = q->accuracy == 0 ? 4 : q->accuracy >= 1 && q->accuracy <= 4 ? q->accuracy - 1 : -1;
+    c->v[D_ACCURACY] = q->accuracy == 0                       ? 4
+                       : q->accuracy >= 1 && q->accuracy <= 4 ? q->accuracy - 1
+                                                              : -1;
     c->v[D_REPLY] = q->reply ? 1 : 0;
     for (int d = 0; d < D_COUNT; d++)
         if (c->v[d] < 0 || c->v[d] >= s_dims[d].nvalues)
             return false;
+    // The codec refuses an MLA reply that replies to nothing; so does the
+    // loader a rule that would match one.
+    if (q->type == LIAISON__MESSAGE_TYPE__MLA_REPLY && !q->reply)
+        return false;
     c->sn = s_htab_get (&r->nodes, q->sender, hs);
     c->rn = s_htab_get (&r->nodes, q->recipient, hr);
     c->basis = BASIS_NONE;
@@ -1884,11 +2013,10 @@ s_select (const rset_t *rs, const qctx_t *c, const uint64_t *row[NROWS])
 {
     row[0] = c->sn >= 0 && rs->s_node[c->sn] ? rs->s_node[c->sn] : rs->s_cc[c->cs];
     int dom = c->cs == c->cr;
-    row[1] = c->rn >= 0 && rs->r_node[dom][c->rn] ? rs->r_node[dom][c->rn]
-                                                   : rs->r_cc[dom][c->cr];
-    row[2] = c->basis >= 0              ? rs->b_inst[c->basis]
+    row[1] = c->rn >= 0 && rs->r_node[dom][c->rn] ? rs->r_node[dom][c->rn] : rs->r_cc[dom][c->cr];
+    row[2] = c->basis >= 0            ? rs->b_inst[c->basis]
              : c->basis == BASIS_NONE ? rs->b_none
-                                        : rs->b_nocond;
+                                      : rs->b_nocond;
     for (int d = 0; d < D_COUNT; d++)
         row[3 + d] = rs->dim[d][c->v[d]];
 }
@@ -1945,8 +2073,8 @@ rules_expand (const rules_t *self, int kind, const char *name, const char *sende
         s_bit_set (one.w, (size_t) ((name[0] - 'A') * 26 + (name[1] - 'A')));
     }
     else if (kind == LIAISON__RECIPIENT_KIND__GROUP) {
-        int64_t v = wire_codec_group_valid (name) ? s_htab_get (&self->names, name, s_hash (name))
-                                                  : -1;
+        int64_t v =
+            wire_codec_group_valid (name) ? s_htab_get (&self->names, name, s_hash (name)) : -1;
         if (v < 0 || (v & INST_BIT))
             return -1;
         set = &self->groups[v].cc;

@@ -45,6 +45,7 @@ struct liaison {
     char *endpoint, *cert, *key, *ca, *hub_ca, *server_name, *crl_dir;
     void *zctx;
     void *sock;                 /* ZMQ_STREAM, one per connection attempt */
+    void *monitor;              /* PAIR reading sock's disconnect events */
     wire_tls_ctx_t *tls;
     wire_conns_t *conns;
     uint64_t conn;              /* handle of the one connection, 0 if none */
@@ -399,12 +400,45 @@ static void
 s_drop_socket (liaison_t *self)
 {
     wire_conns_destroy (&self->conns);
+    if (self->monitor) {
+        zmq_close (self->monitor);
+        self->monitor = NULL;
+    }
     if (self->sock) {
+        zmq_socket_monitor (self->sock, NULL, 0);
         zmq_close (self->sock);
         self->sock = NULL;
     }
     self->conn = 0;
     self->state = ST_DOWN;
+}
+
+static void
+s_lost (void *arg, wire_conn_t *conn)
+{
+    (void) arg;
+    wire_conn_lost (conn, "the broker dropped the connection");
+}
+
+// A connecting STREAM socket with reconnection off never hears [id][""]
+// when the peer drops the TCP connection; its monitor does. One
+// connection per socket, so the event names ours.
+static void
+s_monitor_event (liaison_t *self)
+{
+    zmq_msg_t ev, addr;
+    zmq_msg_init (&ev);
+    zmq_msg_init (&addr);
+    if (zmq_msg_recv (&ev, self->monitor, ZMQ_DONTWAIT) >= 0 && zmq_msg_more (&ev))
+        zmq_msg_recv (&addr, self->monitor, 0);
+    bool gone = zmq_msg_size (&ev) >= 2
+                && (*(uint16_t *) zmq_msg_data (&ev) & (ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED));
+    zmq_msg_close (&ev);
+    zmq_msg_close (&addr);
+    if (gone && self->conns) {
+        wire_conns_foreach (self->conns, s_lost, NULL);
+        wire_conns_flush (self->conns);  // reaps: on_close runs
+    }
 }
 
 // One pass: wait up to timeout_ms for input, process it, flush output,
@@ -416,9 +450,13 @@ s_pass (liaison_t *self, int timeout_ms)
         return;
     if (wire_conns_flush (self->conns) && (timeout_ms < 0 || timeout_ms > 5))
         timeout_ms = 5;  // the socket is full: come back soon to retry
-    zmq_pollitem_t item = {self->sock, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll (&item, 1, timeout_ms) > 0)
-        wire_conns_recv (self->conns, 1000);
+    zmq_pollitem_t items[] = {{self->sock, 0, ZMQ_POLLIN, 0}, {self->monitor, 0, ZMQ_POLLIN, 0}};
+    if (zmq_poll (items, self->monitor ? 2 : 1, timeout_ms) > 0) {
+        if (items[0].revents & ZMQ_POLLIN)
+            wire_conns_recv (self->conns, 1000);
+        if (self->monitor && (items[1].revents & ZMQ_POLLIN))
+            s_monitor_event (self);
+    }
     // The broker pings every heartbeat interval: three silent intervals
     // mean the connection is gone even if TCP has not noticed.
     wire_conn_t *c = self->state == ST_READY ? s_conn (self) : NULL;
@@ -471,6 +509,15 @@ s_establish (liaison_t *self)
     wire_conns_limits_t limits = {WIRE_FRAME_CEILING, 256u * 1024 * 1024, 1, 0, 0};
     wire_conns_handler_t handler = {s_on_open, s_on_frame, NULL, s_on_close};
     self->conns = wire_conns_new (self->sock, self->tls, &limits, &handler, self);
+    char mon[64];
+    snprintf (mon, sizeof mon, "inproc://liaison-monitor-%p-%u", (void *) self, self->connect_seq);
+    if (zmq_socket_monitor (self->sock, mon, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED) == 0) {
+        self->monitor = zmq_socket (self->zctx, ZMQ_PAIR);
+        if (self->monitor && zmq_connect (self->monitor, mon) != 0) {
+            zmq_close (self->monitor);
+            self->monitor = NULL;
+        }
+    }
     if (!self->conns || zmq_connect (self->sock, self->endpoint) != 0) {
         s_seterr (self, LIAISON_ECONFIG, "cannot connect to %s: %s", self->endpoint,
                   zmq_strerror (errno));

@@ -176,10 +176,16 @@ wire_conns_destroy (wire_conns_t **self_p)
         return;
     wire_conns_t *self = *self_p;
     s_reap (self);
+    // Every connection leaves the table before any on_close runs, so a
+    // handler that looks another one up finds nothing rather than freed memory.
+    for (size_t i = 0; i < self->nslots; i++)
+        if (self->slots[i])
+            self->slots[i]->state = S_DEAD;
     for (size_t i = 0; i < self->nslots; i++) {
         wire_conn_t *c = self->slots[i];
         if (!c)
             continue;
+        self->slots[i] = NULL;
         if (self->handler.on_close)
             self->handler.on_close (self->arg, c, c->opened, "shutting down");
         s_conn_free (c);
@@ -371,7 +377,8 @@ s_on_frame (void *arg, const uint8_t *data, size_t size)
     wire_conn_t *c = arg;
     if (c->state != S_OPEN)
         return -1;
-    if (c->table->handler.on_frame (c->table->arg, c, data, size) != 0 || c->state != S_OPEN)
+    if (c->table->handler.on_frame (c->table->arg, c, data, size) != 0 || c->state != S_OPEN
+        || c->closing)
         return -1;
     return 0;
 }
@@ -489,18 +496,25 @@ wire_conns_recv (wire_conns_t *self, int max)
     return done;
 }
 
+// TLS adds a header and an AEAD tag to every record of up to 16 KiB.
+#define RECORD_OVERHEAD(n) (((n) / 16384 + 1) * 32)
+
 static int
 s_reserve (wire_conn_t *c, size_t more)
 {
     size_t need = c->out_len + more;
+    size_t limit = c->table->limits.max_pending;
+    // Plaintext queued plus ciphertext not yet taken, as it will be once
+    // encrypted, stays under the cap.
+    if (need + RECORD_OVERHEAD (need) + wire_tls_pending (c->tls) > limit)
+        return -1;
     if (need <= c->out_cap)
         return 0;
-    size_t limit = c->table->limits.max_pending;
-    if (need + wire_tls_pending (c->tls) > limit)
-        return -1;
     size_t cap = c->out_cap ? c->out_cap * 2 : 16384;
     while (cap < need)
         cap *= 2;
+    if (cap > limit)
+        cap = need;
     uint8_t *out = realloc (c->out, cap);
     if (!out)
         return -1;
@@ -536,6 +550,12 @@ wire_conn_frame_write (wire_conn_t *c, const void *data, size_t size)
 }
 
 void
+wire_conn_lost (wire_conn_t *c, const char *reason)
+{
+    s_kill (c, reason, false);
+}
+
+void
 wire_conn_close (wire_conn_t *c, const char *reason)
 {
     if (c->state == S_DEAD || c->state == S_DRAIN)
@@ -563,10 +583,6 @@ s_conn_flush (wire_conns_t *self, wire_conn_t *c)
         wire_tls_close (c->tls);
     size_t pending;
     while ((pending = wire_tls_pending (c->tls)) > 0) {
-        if (pending > self->limits.max_pending) {
-            s_kill (c, "peer is not reading: pending output over the limit", true);
-            return true;
-        }
         size_t n = pending > SEND_CHUNK ? SEND_CHUNK : pending;
         zmq_msg_t msg;
         if (zmq_msg_init_size (&msg, n))
@@ -576,6 +592,11 @@ s_conn_flush (wire_conns_t *self, wire_conn_t *c)
             int e = errno;
             zmq_msg_close (&msg);  // never send the data frame alone
             if (e == EAGAIN) {
+                // The peer's pipe is full: what it has not taken is capped.
+                if (pending > self->limits.max_pending) {
+                    s_kill (c, "peer is not reading: pending output over the limit", true);
+                    return true;
+                }
                 if (c->closing && wire_clock_ms () >= c->drain_until) {
                     s_kill (c, c->reason, true);
                     return true;

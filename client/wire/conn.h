@@ -88,6 +88,10 @@ int wire_conn_frame_write (wire_conn_t *conn, const void *data, size_t size);
    handler's on_close runs (later, from recv or flush), with reason. */
 void wire_conn_close (wire_conn_t *conn, const char *reason);
 
+/* The TCP connection is known to be gone (ZeroMQ's monitor said so): drop
+   conn at once; on_close runs from the next recv or flush. */
+void wire_conn_lost (wire_conn_t *conn, const char *reason);
+
 /* Stable handle for conn, never reused by this table. */
 uint64_t wire_conn_handle (const wire_conn_t *conn);
 

@@ -166,6 +166,11 @@ harness_broker_stop (broker_t *b)
             waitpid (b->pid, &st, 0);
         }
         result = got == b->pid && WIFEXITED (st) ? WEXITSTATUS (st) : -1;
+        if (result != 0)
+            fprintf (stderr, "harness: liaisond pid %d: waitpid %d (%s), %s %d\n", (int) b->pid,
+                     (int) got, got < 0 ? strerror (errno) : "ok",
+                     got == b->pid && WIFSIGNALED (st) ? "signal" : "status",
+                     got == b->pid && WIFSIGNALED (st) ? WTERMSIG (st) : WEXITSTATUS (st));
         b->pid = 0;
     }
     if (result != 0) {

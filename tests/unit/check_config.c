@@ -284,7 +284,7 @@ START_TEST (test_config_indentation)
     s_assert_refused ("liaisond\n   state_dir = /x\n", "line 2", "multiple of 4");
     char text[2048];
     snprintf (text, sizeof text, "%s    limits\n      max_frame = 4096\n", s_minimal);
-    s_assert_refused (text, "line 9", "multiple of 4");
+    s_assert_refused (text, "line 10", "multiple of 4");
 }
 END_TEST
 
@@ -399,7 +399,7 @@ START_TEST (test_config_line_errors)
     s_assert_refused ("liaisond\n    = value\n", "", NULL);
     // CRLF line ends are fine.
     char err[512];
-    static const char crlf[] = "liaisond\r\n    state_dir = /x\r\n    tls\r\n"
+    static const char crlf[] = "liaisond\r\n    state_dir = /x\r\n    rules = r\r\n    tls\r\n"
                                "        cert = a\r\n        key = b\r\n"
                                "        ca = c\r\n        crl_dir = d\r\n";
     config_t *cfg = s_load (crlf, err, sizeof err);
