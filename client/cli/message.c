@@ -2,6 +2,7 @@
 #include "cli.h"
 
 #include <ctype.h>
+#include <stdbool.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -394,12 +395,17 @@ s_print_resolution (const liaison_resolution_t *res, int json)
             cli_json_string (stdout, rule, strlen (rule));
             printf ("}");
         }
-        else
-            printf ("%s %s%s%s: %s%s%s\n", ok ? "allow" : "deny", node[0] ? node : "-",
-                    node[0] && strcmp (node, liaison_resolution_address (res, i)) ? " via " : "",
-                    node[0] && strcmp (node, liaison_resolution_address (res, i))
-                        ? liaison_resolution_address (res, i) : "",
-                    liaison_resolution_reason (res, i), rule[0] ? " " : "", rule);
+        else {
+            // "allow de-bka via eu: FILE:LINE", "deny eu: unknown-address",
+            // "allow fr-pn: required-copy FILE:LINE".
+            const char *addr = liaison_resolution_address (res, i);
+            const char *reason = liaison_resolution_reason (res, i);
+            bool by_rule = !strcmp (reason, "rule") || !strcmp (reason, "default");
+            printf ("%s %s%s%s: %s%s%s\n", ok ? "allow" : "deny", node[0] ? node : addr,
+                    node[0] && strcmp (node, addr) ? " via " : "",
+                    node[0] && strcmp (node, addr) ? addr : "", by_rule ? "" : reason,
+                    !by_rule && rule[0] ? " " : "", rule);
+        }
     }
     if (json)
         printf ("]}\n");

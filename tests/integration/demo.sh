@@ -42,11 +42,13 @@ run "$PKI_TOOL" -d "$PKI" node FR fr-pn --org "Police nationale" >/dev/null
 run "$PKI_TOOL" -d "$PKI" node DE de-bka --org "Bundeskriminalamt" >/dev/null
 run "$PKI_TOOL" -d "$PKI" node IT it-ps --org "Polizia di Stato" >/dev/null
 
-say "2. The broker, on a free loopback port"
+say "2. The broker, on a free loopback port, under the sample routing policy"
+run "$BUILD/liaisond" check-rules "$TOP/deploy/liaison.rules"
 cat > "$DEMO/liaisond.cfg" <<CFG
 liaisond
     endpoint = tcp://127.0.0.1:*
     state_dir = $DEMO/state
+    rules = $TOP/deploy/liaison.rules
     tls
         cert = $PKI/broker/hub.pem
         key = $PKI/broker/hub.key
@@ -96,14 +98,27 @@ wait "$pn"
 echo; echo "-- what fr-pn received:"
 cat "$DEMO/fr-pn.out"
 
-say "6. A case lead for a node that is not connected is refused with a receipt"
+say "6. The routing policy: what a case lead to the group eu stands for"
+printf '$ liaison resolve --to eu --type case-lead --tlp green --basis eu-2023-977\n'
+as_node it-ps resolve --to eu --type case-lead --tlp green --basis eu-2023-977 || true
+printf '\n$ liaisond explain --rules deploy/liaison.rules --from it-ps --to fr-gn --type case-lead\n'
+"$BUILD/liaisond" explain --rules "$TOP/deploy/liaison.rules" --from it-ps --to fr-gn \
+    --type case-lead --tlp green || true
+
+say "7. A case lead without a legal basis is refused by the policy, with the rule"
 set +e
 as_node it-ps send --to fr-gn --type case-lead --tlp green --body "IBAN IT60 X054 2811 1010 0000 0123 456"
 rc=$?
+echo "(exit code $rc: 3 means refused for some recipient)"
+echo
+echo "-- the same under the EU information-exchange directive: allowed, but fr-gn is not connected"
+as_node it-ps send --to fr-gn --type case-lead --tlp green --basis eu-2023-977 \
+    --body "IBAN IT60 X054 2811 1010 0000 0123 456"
+rc=$?
 set -e
-echo "(exit code $rc: 3 means the broker refused it for some recipient)"
+echo "(exit code $rc)"
 
-say "7. The broker's log, one line per event"
+say "8. The broker's log, one line per event"
 kill -TERM "$broker"
 wait "$broker"
 status=$?
