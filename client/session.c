@@ -400,12 +400,16 @@ static void
 s_drop_socket (liaison_t *self)
 {
     wire_conns_destroy (&self->conns);
+    // Stop the monitor while our end still reads it: libzmq's I/O thread
+    // sends events with a blocking send under the monitor's lock, and with
+    // no peer that send (and then this stop) would wait for ever.
+    if (self->sock)
+        zmq_socket_monitor (self->sock, NULL, 0);
     if (self->monitor) {
         zmq_close (self->monitor);
         self->monitor = NULL;
     }
     if (self->sock) {
-        zmq_socket_monitor (self->sock, NULL, 0);
         zmq_close (self->sock);
         self->sock = NULL;
     }
@@ -513,6 +517,9 @@ s_establish (liaison_t *self)
     snprintf (mon, sizeof mon, "inproc://liaison-monitor-%p-%u", (void *) self, self->connect_seq);
     if (zmq_socket_monitor (self->sock, mon, ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED) == 0) {
         self->monitor = zmq_socket (self->zctx, ZMQ_PAIR);
+        int zero = 0;
+        if (self->monitor)
+            zmq_setsockopt (self->monitor, ZMQ_LINGER, &zero, sizeof zero);
         if (self->monitor && zmq_connect (self->monitor, mon) != 0) {
             zmq_close (self->monitor);
             self->monitor = NULL;
