@@ -149,28 +149,8 @@ policy_explain (int argc, char **argv)
         return s_usage ();
     }
     int kind;
-    const char *name = to;
-    if (!strncmp (to, "node:", 5)) {
-        kind = LIAISON__RECIPIENT_KIND__NODE;
-        name += 5;
-    }
-    else if (!strncmp (to, "jurisdiction:", 13)) {
-        kind = LIAISON__RECIPIENT_KIND__JURISDICTION;
-        name += 13;
-    }
-    else if (!strncmp (to, "group:", 6)) {
-        kind = LIAISON__RECIPIENT_KIND__GROUP;
-        name += 6;
-    }
-    else if (wire_codec_country_valid (to))
-        kind = LIAISON__RECIPIENT_KIND__JURISDICTION;
-    else if (wire_node_id_valid (to))
-        kind = LIAISON__RECIPIENT_KIND__NODE;
-    else
-        kind = LIAISON__RECIPIENT_KIND__GROUP;
-    if ((kind == LIAISON__RECIPIENT_KIND__NODE && !wire_node_id_valid (name))
-        || (kind == LIAISON__RECIPIENT_KIND__JURISDICTION && !wire_codec_country_valid (name))
-        || (kind == LIAISON__RECIPIENT_KIND__GROUP && !wire_codec_group_valid (name))) {
+    const char *name;
+    if (wire_codec_parse_address (to, &kind, &name)) {
         fprintf (stderr, "liaisond explain: '%s' is not a node id, country code or group name\n", to);
         return 2;
     }

@@ -130,6 +130,11 @@ LIAISON_EXPORT int liaison_message_add_recipient (liaison_message_t *msg,
                                                   liaison_recipient_kind_t kind,
                                                   const char *name);
 
+/* Adds an address written as people write it: "de-bka" (a node), "DE" (a
+   jurisdiction), "eu" (a group), or with a "node:", "jurisdiction:" or
+   "group:" prefix to say which. LIAISON_EINVAL as for add_recipient. */
+LIAISON_EXPORT int liaison_message_add_address (liaison_message_t *msg, const char *address);
+
 /* Setters copy their arguments. LIAISON_EINVAL on out-of-range values or
    over-long strings (names 64 bytes, case reference 128, note 256). */
 LIAISON_EXPORT int liaison_message_set_body (liaison_message_t *msg, const void *data,

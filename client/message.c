@@ -170,6 +170,16 @@ liaison_message_add_recipient (liaison_message_t *msg, liaison_recipient_kind_t 
 }
 
 int
+liaison_message_add_address (liaison_message_t *msg, const char *address)
+{
+    int kind;
+    const char *name;
+    if (wire_codec_parse_address (address, &kind, &name))
+        return LIAISON_EINVAL;
+    return liaison_message_add_recipient (msg, (liaison_recipient_kind_t) kind, name);
+}
+
+int
 liaison_message_set_body (liaison_message_t *msg, const void *data, size_t size)
 {
     if (size && !data)

@@ -58,32 +58,6 @@ s_duration_ms (const char *s)
     return -1;
 }
 
-static int
-s_add_address (liaison_message_t *m, const char *addr)
-{
-    liaison_recipient_kind_t kind;
-    const char *name = addr;
-    if (!strncmp (addr, "node:", 5)) {
-        kind = LIAISON_TO_NODE;
-        name += 5;
-    }
-    else if (!strncmp (addr, "jurisdiction:", 13)) {
-        kind = LIAISON_TO_JURISDICTION;
-        name += 13;
-    }
-    else if (!strncmp (addr, "group:", 6)) {
-        kind = LIAISON_TO_GROUP;
-        name += 6;
-    }
-    else if (strlen (addr) == 2 && isupper ((unsigned char) addr[0]) && isupper ((unsigned char) addr[1]))
-        kind = LIAISON_TO_JURISDICTION;
-    else if (strlen (addr) > 3 && addr[2] == '-')
-        kind = LIAISON_TO_NODE;
-    else
-        kind = LIAISON_TO_GROUP;
-    return liaison_message_add_recipient (m, kind, name);
-}
-
 // Reads a body file (or stdin) of at most MAX_BODY bytes.
 static char *
 s_read_body (const char *path, size_t *size)
@@ -206,7 +180,7 @@ s_send_or_resolve (int argc, char **argv, int resolve)
     char *filebody = NULL;
     liaison_t *l = NULL;
     for (int i = 0; i < nto; i++)
-        if (s_add_address (m, to[i]) != LIAISON_OK) {
+        if (liaison_message_add_address (m, to[i]) != LIAISON_OK) {
             s_bad ("address", to[i]);
             goto done;
         }

@@ -274,3 +274,34 @@ wire_codec_send (wire_conn_t *conn, const Liaison__Frame *f)
     liaison__frame__pack (f, p);
     return 0;
 }
+
+int
+wire_codec_parse_address (const char *text, int *kind, const char **name)
+{
+    static const struct {
+        const char *prefix;
+        int kind;
+    } prefixes[] = {{"node:", LIAISON__RECIPIENT_KIND__NODE},
+                    {"jurisdiction:", LIAISON__RECIPIENT_KIND__JURISDICTION},
+                    {"group:", LIAISON__RECIPIENT_KIND__GROUP}};
+    if (!text)
+        return -1;
+    *name = text;
+    *kind = 0;
+    for (size_t i = 0; i < sizeof prefixes / sizeof prefixes[0]; i++) {
+        size_t n = strlen (prefixes[i].prefix);
+        if (strncmp (text, prefixes[i].prefix, n) == 0) {
+            *kind = prefixes[i].kind;
+            *name = text + n;
+        }
+    }
+    // Without a prefix, the spelling tells: FR, fr-pn, eu.
+    if (!*kind)
+        *kind = wire_codec_country_valid (text) ? LIAISON__RECIPIENT_KIND__JURISDICTION
+                : wire_node_id_valid (text)     ? LIAISON__RECIPIENT_KIND__NODE
+                                                : LIAISON__RECIPIENT_KIND__GROUP;
+    int ok = *kind == LIAISON__RECIPIENT_KIND__NODE           ? wire_node_id_valid (*name)
+             : *kind == LIAISON__RECIPIENT_KIND__JURISDICTION ? wire_codec_country_valid (*name)
+                                                              : wire_codec_group_valid (*name);
+    return ok ? 0 : -1;
+}

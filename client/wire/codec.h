@@ -42,6 +42,12 @@ int wire_codec_check_envelope (const Liaison__Envelope *env, int need_sender,
    connection cannot take it (it is then being closed). */
 int wire_codec_send (wire_conn_t *conn, const Liaison__Frame *f);
 
+/* Parses an address as people write it: "de-bka" (a node), "DE" (a
+   jurisdiction), "eu" (a group), or with an explicit "node:",
+   "jurisdiction:" or "group:" prefix. Sets *kind (RECIPIENT_KIND_*) and
+   *name (borrowed from text); 0, or -1 if the name does not fit its kind. */
+int wire_codec_parse_address (const char *text, int *kind, const char **name);
+
 /* True for ^[A-Z]{2}$. */
 int wire_codec_country_valid (const char *cc);
 

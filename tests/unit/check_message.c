@@ -561,6 +561,44 @@ START_TEST (test_message_receipt_getters)
 }
 END_TEST
 
+// Addresses as officers write them: the spelling, or a prefix, says the kind.
+START_TEST (test_message_add_address)
+{
+    static const struct {
+        const char *text;
+        int ok;
+        liaison_recipient_kind_t kind;
+        const char *name;
+    } cases[] = {
+        {"de-bka", 1, LIAISON_TO_NODE, "de-bka"},
+        {"DE", 1, LIAISON_TO_JURISDICTION, "DE"},
+        {"eu", 1, LIAISON_TO_GROUP, "eu"},
+        {"group:fr-partners", 1, LIAISON_TO_GROUP, "fr-partners"},
+        {"jurisdiction:IT", 1, LIAISON_TO_JURISDICTION, "IT"},
+        {"node:it-ps", 1, LIAISON_TO_NODE, "it-ps"},
+        {"node:DE", 0, 0, NULL},
+        {"jurisdiction:de", 0, 0, NULL},
+        {"not an address!", 0, 0, NULL},
+        {"", 0, 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        liaison_message_t *m = liaison_message_new (LIAISON_CASE_LEAD);
+        int rc = liaison_message_add_address (m, cases[i].text);
+        if (!cases[i].ok) {
+            ck_assert_msg (rc == LIAISON_EINVAL, "'%s' accepted", cases[i].text);
+            ck_assert_uint_eq (liaison_message_recipient_count (m), 0);
+        }
+        else {
+            ck_assert_msg (rc == LIAISON_OK, "'%s' refused", cases[i].text);
+            liaison_recipient_kind_t kind;
+            ck_assert_str_eq (liaison_message_recipient (m, 0, &kind), cases[i].name);
+            ck_assert_int_eq (kind, cases[i].kind);
+        }
+        liaison_message_destroy (&m);
+    }
+}
+END_TEST
+
 Suite *
 message_suite (void)
 {
@@ -568,6 +606,7 @@ message_suite (void)
     TCase *tc = tcase_create ("message");
     tcase_set_timeout (tc, 10);
     tcase_add_test (tc, test_message_defaults);
+    tcase_add_test (tc, test_message_add_address);
     tcase_add_test (tc, test_message_invalid_type);
     tcase_add_test (tc, test_message_destroy_twice);
     tcase_add_test (tc, test_message_recipients);
