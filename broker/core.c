@@ -45,6 +45,7 @@ struct node {
 typedef struct {
     const config_t *cfg;
     rules_t *rules;           /* the routing policy in force */
+    struct resolution *scratch; /* one resolution at a time, reused (hot path) */
     uint64_t rx_seq;          /* counts Receive frames, for receiver order */
     void *bus;                /* PAIR to the edge */
     zhashx_t *sessions;       /* handle -> session_t */
@@ -205,7 +206,7 @@ s_restricted (const Liaison__Envelope *e)
 
 #define MAX_RESOLVED (2 * WIRE_MAX_RECIPIENTS)
 
-typedef struct {
+typedef struct resolution {
     Liaison__Resolution items[MAX_RESOLVED];
     Liaison__Resolution *ptrs[MAX_RESOLVED];
     char rules[MAX_RESOLVED][160];  /* FILE:LINE texts */
@@ -318,11 +319,7 @@ s_resolve (core_t *self, const Liaison__Envelope *env, const char *sender, resol
 static void
 s_on_resolve (core_t *self, session_t *s, const Liaison__Resolve *req)
 {
-    resolution_t *r = malloc (sizeof *r);
-    if (!r) {
-        s_kick (self, s->handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "exhausted", "broker out of memory");
-        return;
-    }
+    resolution_t *r = self->scratch;
     s_resolve (self, req->envelope, s->peer.node_id, r);
     Liaison__Resolved out = LIAISON__RESOLVED__INIT;
     out.request_id = req->request_id;
@@ -333,7 +330,6 @@ s_on_resolve (core_t *self, session_t *s, const Liaison__Resolve *req)
     f.kind_case = LIAISON__FRAME__KIND_RESOLVED;
     f.resolved = &out;
     s_send_frame (self, s->handle, &f);
-    free (r);
 }
 
 // A Submit must carry exactly what the current rules allow: node addresses
@@ -442,23 +438,21 @@ s_on_submit (core_t *self, session_t *s, Liaison__Frame *f, size_t frame_size)
         s_credit_back (self, s, frame_size);
         return;
     }
-    resolution_t *r = malloc (sizeof *r);
-    if (!r || !s_recipients_current (self, env, s->peer.node_id, r)) {
+    resolution_t *r = self->scratch;
+    if (!s_recipients_current (self, env, s->peer.node_id, r)) {
         // One receipt per entry: the refused nodes and the required copies
         // the sender left out are named, each with its rule.
-        for (size_t i = 0; r && i < r->n; i++) {
+        for (size_t i = 0; i < r->n; i++) {
             const Liaison__Resolution *e = &r->items[i];
             s_reject_rule (self, s, id, e->node[0] ? e->node : e->address,
                            "recipients-changed", e->rule[0] ? e->rule : NULL);
         }
-        if (!r || r->n == 0)
+        if (r->n == 0)
             for (size_t i = 0; i < env->n_recipients; i++)
                 s_reject (self, s, id, env->recipients[i]->name, "recipients-changed");
-        free (r);
         s_credit_back (self, s, frame_size);
         return;
     }
-    free (r);
     // Stamp the sender from the certificate.
     char *stamped = strdup (s->peer.node_id);
     if (!stamped) {
@@ -771,7 +765,8 @@ core_actor (void *pipe_v, void *args_v)
         goto done;
     }
     self.rules = rules_load (self.cfg->rules, s_rules_error, NULL);
-    if (!self.rules) {
+    self.scratch = malloc (sizeof *self.scratch);
+    if (!self.rules || !self.scratch) {
         log_event ("startup-failed", "reason=%s file=%s", LOG_Q ("routing rules do not load"),
                    LOG_Q (self.cfg->rules));
         zsock_signal (pipe, 0);
@@ -822,6 +817,7 @@ done:
     zhashx_destroy (&self.sessions);
     zhashx_destroy (&self.nodes);
     rules_destroy (&self.rules);
+    free (self.scratch);
     // Drain anything left on the bus so no frame leaks.
     bus_msg_t m;
     while (bus_recv (self.bus, &m) == 0) {
