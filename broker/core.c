@@ -339,6 +339,7 @@ static bool
 s_recipients_current (core_t *self, const Liaison__Envelope *env, const char *sender,
                       resolution_t *r)
 {
+    r->n = 0;  // nothing resolved yet: the caller reads r on failure
     for (size_t i = 0; i < env->n_recipients; i++)
         if (env->recipients[i]->kind != LIAISON__RECIPIENT_KIND__NODE)
             return false;
