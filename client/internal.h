@@ -8,6 +8,7 @@
 struct liaison_message {
     Liaison__Envelope *env;  /* every field heap-owned (free_unpacked frees) */
     liaison_message_t *next; /* inbox queue */
+    unsigned conn_seq;       /* the connection that delivered it (credit) */
 };
 
 struct liaison_receipt {

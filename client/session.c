@@ -298,6 +298,7 @@ s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
                 liaison_message_t *m = message_wrap (f->deliver->envelope);
                 f->deliver->envelope = NULL;
                 if (m) {
+                    m->conn_seq = self->connect_seq;
                     if (self->inbox_tail)
                         self->inbox_tail->next = m;
                     else
@@ -1095,8 +1096,11 @@ liaison_recv (liaison_t *self, liaison_message_t **msg, int timeout_ms)
     if (!self->inbox_head)
         self->inbox_tail = NULL;
     m->next = NULL;
-    self->consumed++;
-    s_grant_credit (self, false);
+    // Only deliveries of this connection used its window.
+    if (m->conn_seq == self->connect_seq) {
+        self->consumed++;
+        s_grant_credit (self, false);
+    }
     *msg = m;
     return LIAISON_OK;
 }
