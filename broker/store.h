@@ -1,0 +1,151 @@
+/*  The broker's durable state: SQLite in WAL mode under the state
+    directory. Messages are accepted into it in grouped transactions (one
+    fsync for many), each node's mailbox is read back in short
+    keyset-paginated transactions, and receipts are kept per (message,
+    recipient) so a sender can ask for a message's trail at any time.
+
+    Durability: journal_mode=WAL with synchronous=FULL (NORMAL is not
+    durable in WAL mode), mmap_size=0, automatic checkpoints off; passive
+    checkpoints are taken by store_checkpoint, which truncates the WAL once
+    it grows past a bound. The schema version lives in user_version; each
+    migration runs in one transaction; a newer schema is refused.
+
+    Not thread-safe: one thread (the core) owns a store_t.                 */
+#ifndef LIAISON_STORE_H
+#define LIAISON_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define STORE_SCHEMA_VERSION 2
+
+typedef struct store store_t;
+
+typedef struct {
+    const char *path;          /* database file, e.g. <state_dir>/liaison.db */
+    uint64_t max_bytes;        /* refuse new messages once the file is this big; 0: no bound */
+    uint64_t wal_limit_bytes;  /* truncate the WAL at checkpoint past this; 0: 64 MiB */
+} store_config_t;
+
+typedef enum {
+    STORE_OK = 0,
+    STORE_DUPLICATE = 1,       /* same (sender, id), same digest: stored already */
+    STORE_ERROR = -1,          /* SQLite failed; message names the cause */
+    STORE_CONFLICT = -2,       /* same (sender, id), another digest */
+    STORE_FULL = -3,           /* the size bound (or the disk) is reached */
+    STORE_DAMAGED = -4         /* a stored envelope fails its SHA-256 */
+} store_rc_t;
+
+/* Opens (creating if needed, mode 0600) and migrates the database.
+   Returns NULL and writes why into err: cannot open, not a Liaison store,
+   schema newer than this program (STORE_SCHEMA_VERSION), damaged header. */
+store_t *store_open (const store_config_t *cfg, char *err, size_t errlen);
+
+/* Commits nothing pending (a pending group is rolled back: it was never
+   acknowledged), closes. NULL-safe; sets *self_p to NULL. */
+void store_close (store_t **self_p);
+
+/* The last error's text; borrowed, never NULL. */
+const char *store_error (const store_t *self);
+
+/* One message as accepted: its packed envelope (sender stamped) goes to
+   every recipient's mailbox. Strings and buffers are borrowed. */
+typedef struct {
+    const uint8_t *id;         /* 16 bytes */
+    const char *sender;        /* node id */
+    const uint8_t *digest;     /* 32 bytes: SHA-256 over body and routing fields */
+    const uint8_t *envelope;   /* packed Envelope */
+    size_t envelope_len;
+    int type;                  /* LIAISON__MESSAGE_TYPE__* */
+    int priority;              /* 0..2; higher is delivered first */
+    int64_t accepted_ms;
+    int64_t deadline_ms;       /* 0: none */
+    int64_t expires_ms;        /* 0: none */
+    const char *const *recipients;  /* node ids, distinct */
+    size_t n_recipients;
+} store_msg_t;
+
+/* Stages m in the open group transaction (opened on demand). For
+   STORE_DUPLICATE, *accepted_ms (if not NULL) gets the original
+   acceptance time. Nothing staged is durable before store_commit. */
+store_rc_t store_put (store_t *self, const store_msg_t *m, int64_t *accepted_ms);
+
+/* Makes everything staged since the last commit durable, in one
+   transaction (one fsync). STORE_OK, or an error after which everything
+   staged since the last commit is gone (never acknowledge it). */
+store_rc_t store_commit (store_t *self);
+
+/* True if a group transaction is open (something staged, not committed). */
+bool store_pending (const store_t *self);
+
+/* Where a mailbox read stopped: pass a zeroed cursor to start. */
+typedef struct {
+    int priority;              /* last priority returned */
+    uint64_t seq;              /* last sequence returned at that priority */
+    bool started;
+} store_cursor_t;
+
+/* One mailbox entry. envelope is malloc'd: free with store_entry_clear. */
+typedef struct {
+    uint64_t seq;              /* acceptance order, broker-wide */
+    uint8_t id[16];
+    char sender[34];
+    int priority;
+    int64_t accepted_ms;
+    uint8_t *envelope;
+    size_t envelope_len;
+} store_entry_t;
+
+void store_entry_clear (store_entry_t *e);
+
+/* Reads up to max entries of node's mailbox not yet delivered, after the
+   cursor: priority descending, then acceptance order (so order is kept per
+   sender, recipient and priority). One short read transaction; advances
+   the cursor. Each envelope is checked against its stored SHA-256: a
+   damaged one is not returned and the call fails with STORE_DAMAGED after
+   logging through store_error (the caller refuses it, never serves it).
+   *n is the number filled. */
+store_rc_t store_mailbox_page (store_t *self, const char *node, store_cursor_t *cursor,
+                               store_entry_t *out, size_t max, size_t *n);
+
+/* Number of entries in node's mailbox not yet delivered. */
+int64_t store_mailbox_count (store_t *self, const char *node);
+
+/* The recipient has the message durably: it leaves the mailbox (staged in
+   the group transaction like store_put). STORE_OK also when it was
+   delivered already (idempotent). */
+store_rc_t store_delivered (store_t *self, const char *node, const char *sender,
+                            const uint8_t id[16], int64_t when_ms);
+
+/* Receipt trail. status is LIAISON__RECEIPT_STATUS__*; reason and rule may
+   be NULL; signature may be NULL. Staged like store_put. */
+store_rc_t store_receipt_add (store_t *self, const char *sender, const uint8_t id[16],
+                              const char *recipient, int status, const char *reason,
+                              const char *rule, int64_t time_ms, const uint8_t *signature,
+                              size_t signature_len);
+
+typedef void (store_receipt_fn) (void *arg, const char *recipient, int status,
+                                 const char *reason, const char *rule, int64_t time_ms,
+                                 const uint8_t *signature, size_t signature_len);
+
+/* Calls fn for every receipt of (sender, id), in the order recorded.
+   Returns the number, or -1. */
+int store_receipts (store_t *self, const char *sender, const uint8_t id[16],
+                    store_receipt_fn *fn, void *arg);
+
+/* Removes messages delivered (to every recipient) or expired before
+   `before_ms`, and their receipts; *purged gets the number of messages.
+   Runs in its own transaction. */
+store_rc_t store_purge (store_t *self, int64_t before_ms, int64_t *purged);
+
+/* Passive checkpoint; truncates the WAL when it is past the bound. */
+store_rc_t store_checkpoint (store_t *self);
+
+/* SQLite's full integrity check on a database file (slow: for
+   `liaisond store-check`, not for every start). Writes the findings (or
+   "ok") into report; returns 0 if sound, 1 if damaged, -1 if it cannot be
+   opened. */
+int store_check (const char *path, char *report, size_t len);
+
+#endif
