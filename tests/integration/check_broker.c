@@ -9,34 +9,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-// A receiving session for `node`.
 static liaison_t *
 s_receiver (broker_t *b, const char *node)
 {
-    node_opts_t n;
-    char sub[64];
-    snprintf (sub, sizeof sub, "nodes/%s", node);
-    harness_node (b, &n, sub);
-    n.o.receiver = 1;
-    liaison_t *l = NULL;
-    int rc = liaison_connect (&n.o, &l);
-    ck_assert_msg (rc == LIAISON_OK, "connect %s: %s", node, liaison_errmsg (NULL));
-    // The Receive frame is processed before this barrier returns.
-    ck_assert_int_eq (liaison_flush (l, 5000), LIAISON_OK);
-    return l;
+    return harness_session (b, node, 1);
 }
 
 static liaison_t *
 s_sender (broker_t *b, const char *node)
 {
-    node_opts_t n;
-    char sub[64];
-    snprintf (sub, sizeof sub, "nodes/%s", node);
-    harness_node (b, &n, sub);
-    liaison_t *l = NULL;
-    int rc = liaison_connect (&n.o, &l);
-    ck_assert_msg (rc == LIAISON_OK, "connect %s: %s", node, liaison_errmsg (NULL));
-    return l;
+    return harness_session (b, node, 0);
 }
 
 static liaison_message_t *

@@ -17,22 +17,6 @@
 #define LINE_COPY_FR_PN 12
 #define LINE_ALLOW 15
 
-static liaison_t *
-s_node (broker_t *b, const char *node, int receiver)
-{
-    node_opts_t n;
-    char sub[64];
-    snprintf (sub, sizeof sub, "nodes/%s", node);
-    harness_node (b, &n, sub);
-    n.o.receiver = receiver;
-    liaison_t *l = NULL;
-    ck_assert_msg (liaison_connect (&n.o, &l) == LIAISON_OK, "connect %s: %s", node,
-                   liaison_errmsg (NULL));
-    if (receiver)
-        ck_assert_int_eq (liaison_flush (l, 5000), LIAISON_OK);
-    return l;
-}
-
 static liaison_message_t *
 s_msg (liaison_type_t type, liaison_recipient_kind_t kind, const char *to)
 {
@@ -77,8 +61,8 @@ START_TEST (test_policy_denies_with_rule)
 {
     broker_t b;
     harness_broker_start (&b, NULL);
-    liaison_t *it = s_node (&b, "it-ps", 1);
-    liaison_t *es = s_node (&b, "es-cnp", 0);
+    liaison_t *it = harness_session (&b, "it-ps", 1);
+    liaison_t *es = harness_session (&b, "es-cnp", 0);
     liaison_message_t *m = s_msg (LIAISON_CASE_LEAD, LIAISON_TO_NODE, "it-ps");
     ck_assert_int_eq (liaison_send (es, m, 0), LIAISON_EDENIED);
     s_expect_receipt (es, "it-ps", "denied", s_at (&b, LINE_DENY_ES_IT));
@@ -101,9 +85,9 @@ START_TEST (test_policy_jurisdiction_and_group_addresses)
 {
     broker_t b;
     harness_broker_start (&b, NULL);
-    liaison_t *it = s_node (&b, "it-ps", 1);
-    liaison_t *fr = s_node (&b, "fr-pn", 1);
-    liaison_t *de = s_node (&b, "de-bka", 0);
+    liaison_t *it = harness_session (&b, "it-ps", 1);
+    liaison_t *fr = harness_session (&b, "fr-pn", 1);
+    liaison_t *de = harness_session (&b, "de-bka", 0);
     // A jurisdiction address reaches its contact point.
     liaison_message_t *m = s_msg (LIAISON_CASE_LEAD, LIAISON_TO_JURISDICTION, "IT");
     ck_assert_int_eq (liaison_send (de, m, 0), LIAISON_OK);
@@ -147,9 +131,9 @@ START_TEST (test_policy_required_copy)
 {
     broker_t b;
     harness_broker_start (&b, NULL);
-    liaison_t *de = s_node (&b, "de-bka", 1);
-    liaison_t *pn = s_node (&b, "fr-pn", 1);
-    liaison_t *gn = s_node (&b, "fr-gn", 0);
+    liaison_t *de = harness_session (&b, "de-bka", 1);
+    liaison_t *pn = harness_session (&b, "fr-pn", 1);
+    liaison_t *gn = harness_session (&b, "fr-gn", 0);
     liaison_message_t *m = s_msg (LIAISON_MLA_REQUEST, LIAISON_TO_NODE, "de-bka");
     liaison_resolution_t *res = NULL;
     ck_assert_int_eq (liaison_resolve (gn, m, &res), LIAISON_OK);
@@ -179,7 +163,7 @@ START_TEST (test_policy_handling_restricts_addressing)
 {
     broker_t b;
     harness_broker_start (&b, NULL);
-    liaison_t *de = s_node (&b, "de-bka", 0);
+    liaison_t *de = harness_session (&b, "de-bka", 0);
     liaison_message_t *m = s_msg (LIAISON_CASE_LEAD, LIAISON_TO_GROUP, "eu");
     liaison_message_set_tlp (m, LIAISON_TLP_RED);
     ck_assert_int_eq (liaison_send (de, m, 0), LIAISON_EDENIED);
@@ -269,9 +253,9 @@ START_TEST (test_policy_reload_and_resolve_again)
 {
     broker_t b;
     harness_broker_start (&b, NULL);
-    liaison_t *de = s_node (&b, "de-bka", 1);
-    liaison_t *it = s_node (&b, "it-ps", 1);
-    liaison_t *pn = s_node (&b, "fr-pn", 0);
+    liaison_t *de = harness_session (&b, "de-bka", 1);
+    liaison_t *it = harness_session (&b, "it-ps", 1);
+    liaison_t *pn = harness_session (&b, "fr-pn", 0);
     liaison_message_t *m1 = s_msg (LIAISON_MLA_REQUEST, LIAISON_TO_NODE, "de-bka");
     ck_assert_int_eq (liaison_send (pn, m1, 0), LIAISON_OK);  // resolution remembered
     s_expect_delivery (de, m1);

@@ -235,6 +235,23 @@ harness_node (broker_t *b, node_opts_t *n, const char *subdir)
     n->o.timeout_ms = 5000;
 }
 
+liaison_t *
+harness_session (broker_t *b, const char *node, int receiver)
+{
+    node_opts_t n;
+    char sub[64];
+    snprintf (sub, sizeof sub, "nodes/%s", node);
+    harness_node (b, &n, sub);
+    n.o.receiver = receiver;
+    liaison_t *l = NULL;
+    int rc = liaison_connect (&n.o, &l);
+    ck_assert_msg (rc == LIAISON_OK, "connect %s: %s", node, liaison_errmsg (NULL));
+    // A barrier: the Receive frame is processed before it returns.
+    if (receiver)
+        ck_assert_int_eq (liaison_flush (l, 5000), LIAISON_OK);
+    return l;
+}
+
 int
 raw_connect (raw_t *r, broker_t *b, const char *subdir)
 {

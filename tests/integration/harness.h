@@ -67,6 +67,11 @@ size_t harness_log_size (broker_t *b);
    copy (e.g. "nodes/fr-pn" or "bad/expired"). */
 void harness_node (broker_t *b, node_opts_t *n, const char *subdir);
 
+/* Connects node (under nodes/) to the broker; as its receiver if asked,
+   in which case the Receive is processed before this returns. Fails the
+   test if it cannot connect. */
+liaison_t *harness_session (broker_t *b, const char *node, int receiver);
+
 /* Runs a shell command (for liaison-pki and the like); returns its status. */
 int harness_sh (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 
