@@ -5,6 +5,7 @@
 #include "edge.h"
 #include "log.h"
 #include "policy_cli.h"
+#include "store.h"
 
 #include <czmq.h>
 #include <signal.h>
@@ -23,6 +24,9 @@ s_usage (FILE *out)
              "       liaisond explain --rules FILE --from NODE --to ADDRESS --type TYPE ...\n"
              "                               decide one message under a rules file\n"
              "                               (exit 0 allow, 1 deny; 'liaisond explain' for flags)\n"
+             "       liaisond store-check FILE\n"
+             "                               full integrity check of a store database\n"
+             "                               (exit 0 sound, 1 damaged, 2 cannot open)\n"
              "       liaisond --version      print the version\n"
              "       liaisond --help         this text\n"
              "Exit codes: 0 stopped cleanly, 1 runtime failure, 2 usage or configuration error.\n");
@@ -67,6 +71,16 @@ main (int argc, char **argv)
         return policy_check_rules (argc - 1, argv + 1);
     if (argc >= 2 && streq (argv[1], "explain"))
         return policy_explain (argc - 1, argv + 1);
+    if (argc >= 2 && streq (argv[1], "store-check")) {
+        if (argc != 3) {
+            fprintf (stderr, "usage: liaisond store-check FILE\n");
+            return 2;
+        }
+        char report[4096];
+        int rc = store_check (argv[2], report, sizeof report);
+        printf ("%s: %s\n", argv[2], report);
+        return rc < 0 ? 2 : rc;
+    }
     for (int i = 1; i < argc; i++) {
         if (streq (argv[i], "-c") && i + 1 < argc)
             cfg_path = argv[++i];

@@ -14,6 +14,7 @@ main (void)
     srunner_add_suite (sr, tls_suite ());
     srunner_add_suite (sr, config_suite ());
     srunner_add_suite (sr, rules_suite ());
+    srunner_add_suite (sr, store_suite ());
     srunner_add_suite (sr, message_suite ());
     srunner_add_suite (sr, broker_suite ());
     srunner_add_suite (sr, cli_suite ());

@@ -11,6 +11,7 @@ Suite *codec_suite (void);
 Suite *rules_suite (void);
 Suite *tls_suite (void);
 Suite *config_suite (void);
+Suite *store_suite (void);
 Suite *message_suite (void);
 Suite *broker_suite (void);
 Suite *cli_suite (void);

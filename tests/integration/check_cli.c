@@ -1,5 +1,6 @@
 /*  The liaison and liaisond command lines: exit codes and output.          */
 #include "harness.h"
+#include "store.h"
 #include "suites.h"
 
 #include <stdio.h>
@@ -123,6 +124,24 @@ START_TEST (test_liaisond_usage)
 }
 END_TEST
 
+START_TEST (test_liaisond_store_check)
+{
+    char dir[] = "/tmp/liaison-storecheck-XXXXXX";
+    ck_assert_ptr_nonnull (mkdtemp (dir));
+    char path[128], err[256];
+    snprintf (path, sizeof path, "%s/liaison.db", dir);
+    store_config_t cfg = {path, 0, 0};
+    store_t *st = store_open (&cfg, err, sizeof err);
+    ck_assert_msg (st != NULL, "%s", err);
+    store_close (&st);
+    ck_assert_int_eq (harness_sh ("%s/liaisond store-check '%s' >/dev/null", harness_build (), path), 0);
+    // Not a database at all: 2 (cannot open), never a crash.
+    ck_assert_int_eq (harness_sh ("%s/liaisond store-check /nonexistent.db >/dev/null", harness_build ()), 2);
+    ck_assert_int_eq (harness_sh ("%s/liaisond store-check >/dev/null 2>&1", harness_build ()), 2);
+    harness_sh ("rm -rf '%s'", dir);
+}
+END_TEST
+
 Suite *
 cli_suite (void)
 {
@@ -133,6 +152,7 @@ cli_suite (void)
     tcase_add_test (tc, test_cli_exit_codes);
     tcase_add_test (tc, test_cli_missing_environment);
     tcase_add_test (tc, test_liaisond_usage);
+    tcase_add_test (tc, test_liaisond_store_check);
     suite_add_tcase (s, tc);
     return s;
 }

@@ -1,0 +1,1200 @@
+/*  The broker's durable store on SQLite; see store.h.
+
+    One connection does everything but checkpoints; a second one only
+    checkpoints, so a passive checkpoint never needs the writer's locks.
+    Every statement on the hot path is prepared once at open. A group is a
+    write transaction opened by the first change after a commit; any SQLite
+    failure rolls the whole group back (nothing in it was acknowledged).   */
+#include "store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <sqlite3.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define STORE_APPLICATION_ID 0x4C53524B // "LSRK" in the file header
+#define BUSY_TIMEOUT_MS 5000
+#define DEFAULT_WAL_LIMIT (64ull * 1024 * 1024)
+#define CACHE_KIB 8192 // page cache per connection; mmap stays off
+#define SENDER_MAX 33  // store_entry_t.sender holds 33 characters
+
+/* Migrations: script i takes the schema from version i to i + 1, in one
+   transaction that also sets user_version. Never edit a shipped script;
+   append a new one and raise STORE_SCHEMA_VERSION. */
+static const char *s_migrations[STORE_SCHEMA_VERSION] = {
+    // 1: messages, mailboxes (one row per recipient), receipt trails.
+    "CREATE TABLE messages ("
+    "  seq INTEGER PRIMARY KEY AUTOINCREMENT," // never reused, even after a purge
+    "  sender TEXT NOT NULL,"
+    "  id BLOB NOT NULL CHECK (length (id) = 16),"
+    "  digest BLOB NOT NULL CHECK (length (digest) = 32),"
+    "  envelope BLOB NOT NULL,"
+    "  envelope_sha256 BLOB NOT NULL CHECK (length (envelope_sha256) = 32),"
+    "  type INTEGER NOT NULL,"
+    "  priority INTEGER NOT NULL,"
+    "  accepted_ms INTEGER NOT NULL,"
+    "  deadline_ms INTEGER NOT NULL DEFAULT 0,"
+    "  expires_ms INTEGER NOT NULL DEFAULT 0,"
+    "  UNIQUE (sender, id));"
+    "CREATE TABLE mailbox ("
+    "  seq INTEGER NOT NULL REFERENCES messages (seq) ON DELETE CASCADE,"
+    "  node TEXT NOT NULL,"
+    "  priority INTEGER NOT NULL," // copied from messages for the index
+    "  delivered_ms INTEGER,"      // NULL until the node has it durably
+    "  PRIMARY KEY (seq, node)) WITHOUT ROWID;"
+    "CREATE INDEX mailbox_pending ON mailbox (node, priority DESC, seq)"
+    "  WHERE delivered_ms IS NULL;"
+    "CREATE TABLE receipts ("
+    "  rid INTEGER PRIMARY KEY,"
+    "  seq INTEGER NOT NULL REFERENCES messages (seq) ON DELETE CASCADE,"
+    "  recipient TEXT NOT NULL,"
+    "  status INTEGER NOT NULL,"
+    "  reason TEXT,"
+    "  rule TEXT,"
+    "  time_ms INTEGER NOT NULL,"
+    "  signature BLOB);"
+    "CREATE INDEX receipts_trail ON receipts (seq);",
+
+    // 2: purge by index instead of scanning every message: done_ms is when
+    // the last recipient took delivery (NULL while any has not).
+    "ALTER TABLE messages ADD COLUMN done_ms INTEGER;"
+    "UPDATE messages SET done_ms ="
+    "  (SELECT max (delivered_ms) FROM mailbox WHERE mailbox.seq = messages.seq)"
+    "  WHERE NOT EXISTS (SELECT 1 FROM mailbox"
+    "                    WHERE mailbox.seq = messages.seq AND delivered_ms IS NULL);"
+    "CREATE INDEX messages_done ON messages (done_ms) WHERE done_ms IS NOT NULL;"
+    "CREATE INDEX messages_expires ON messages (expires_ms) WHERE expires_ms > 0;",
+};
+
+// The cached statements, prepared once at open.
+enum {
+    Q_BEGIN_WRITE,
+    Q_BEGIN_READ,
+    Q_COMMIT,
+    Q_ROLLBACK,
+    Q_FIND,
+    Q_SIZE,
+    Q_INSERT_MESSAGE,
+    Q_INSERT_MAILBOX,
+    Q_PAGE_AT,
+    Q_PAGE_BELOW,
+    Q_COUNT,
+    Q_DELIVER,
+    Q_DONE,
+    Q_RECEIPT_ADD,
+    Q_RECEIPTS,
+    Q_PURGE,
+    Q_N
+};
+
+#define PAGE_COLUMNS                                                                               \
+    "SELECT b.seq, m.id, m.sender, b.priority, m.accepted_ms, m.envelope, m.envelope_sha256"       \
+    " FROM mailbox AS b CROSS JOIN messages AS m ON m.seq = b.seq"                                 \
+    " WHERE b.node = ?1 AND b.delivered_ms IS NULL "
+
+static const char *s_sql[Q_N] = {
+    [Q_BEGIN_WRITE] = "BEGIN IMMEDIATE",
+    [Q_BEGIN_READ] = "BEGIN",
+    [Q_COMMIT] = "COMMIT",
+    [Q_ROLLBACK] = "ROLLBACK",
+    [Q_FIND] = "SELECT seq, digest, accepted_ms FROM messages WHERE sender = ?1 AND id = ?2",
+    [Q_SIZE] = "SELECT p.page_count - f.freelist_count"
+               " FROM pragma_page_count () AS p, pragma_freelist_count () AS f",
+    [Q_INSERT_MESSAGE] = "INSERT INTO messages (sender, id, digest, envelope, envelope_sha256,"
+                         " type, priority, accepted_ms, deadline_ms, expires_ms)"
+                         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    [Q_INSERT_MAILBOX] = "INSERT OR IGNORE INTO mailbox (seq, node, priority) VALUES (?1, ?2, ?3)",
+    // Keyset pagination in two index range scans: the rest of the cursor's
+    // priority, then every lower priority. (One OR'd condition would make
+    // SQLite walk the node's mailbox from its start on every page.)
+    [Q_PAGE_AT] = PAGE_COLUMNS "AND b.priority = ?2 AND b.seq > ?3 ORDER BY b.seq LIMIT ?4",
+    [Q_PAGE_BELOW] = PAGE_COLUMNS "AND b.priority < ?2 ORDER BY b.priority DESC, b.seq LIMIT ?3",
+    [Q_COUNT] = "SELECT count (*) FROM mailbox WHERE node = ?1 AND delivered_ms IS NULL",
+    [Q_DELIVER] = "UPDATE mailbox SET delivered_ms = ?3"
+                  " WHERE seq = ?1 AND node = ?2 AND delivered_ms IS NULL",
+    [Q_DONE] = "UPDATE messages SET done_ms = ?2 WHERE seq = ?1 AND NOT EXISTS"
+               " (SELECT 1 FROM mailbox WHERE seq = ?1 AND delivered_ms IS NULL)",
+    [Q_RECEIPT_ADD] = "INSERT INTO receipts (seq, recipient, status, reason, rule, time_ms,"
+                      " signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [Q_RECEIPTS] = "SELECT recipient, status, reason, rule, time_ms, signature FROM receipts"
+                   " WHERE seq = ?1 ORDER BY rid",
+    [Q_PURGE] = "DELETE FROM messages WHERE done_ms < ?1 OR (expires_ms > 0 AND expires_ms < ?1)",
+};
+
+struct store {
+    sqlite3 *db;
+    sqlite3 *ckpt; // second connection: checkpoints only
+    sqlite3_stmt *q[Q_N];
+    char *path;
+    char *wal_path;     // path + "-wal", measured by store_checkpoint
+    uint64_t max_bytes; // 0: no bound
+    uint64_t wal_limit;
+    int64_t page_size;
+    bool pending;       // a group transaction is open
+    size_t staged;      // changes staged in it, for error messages
+    bool size_known;    // used_bytes was read since the last commit or rollback
+    int64_t used_bytes; // pages in use times page size, plus estimates for puts since
+    EVP_MD *sha256;
+    EVP_MD_CTX *md;
+    char err[768];
+};
+
+static void
+s_err (store_t *self, const char *fmt, ...)
+{
+    va_list ap;
+    va_start (ap, fmt);
+    vsnprintf (self->err, sizeof self->err, fmt, ap);
+    va_end (ap);
+}
+
+// What an operator should do about an SQLite failure.
+static const char *
+s_advice (int rc)
+{
+    switch (rc & 0xff) {
+        case SQLITE_FULL:
+            return "the disk is full: free space on it";
+        case SQLITE_BUSY:
+        case SQLITE_LOCKED:
+            return "another process holds the store locked: stop it";
+        case SQLITE_CORRUPT:
+        case SQLITE_NOTADB:
+            return "the store is damaged: run liaisond store-check and restore it from a backup";
+        case SQLITE_IOERR:
+            return "an I/O error: check the disk and the kernel log";
+        case SQLITE_READONLY:
+        case SQLITE_PERM:
+        case SQLITE_CANTOPEN:
+            return "check the state directory's and the file's owner and permissions";
+        case SQLITE_NOMEM:
+            return "out of memory";
+        default:
+            return "see SQLite's message";
+    }
+}
+
+// Describes the failure of `what` on the main connection into self->err.
+static void
+s_sql_err (store_t *self, int rc, const char *what)
+{
+    s_err (self, "store %s: %s failed: %s (%s); %s", self->path, what, sqlite3_errmsg (self->db),
+           sqlite3_errstr (rc), s_advice (rc));
+}
+
+// Steps a statement that returns no rows and resets it.
+static int
+s_exec (sqlite3_stmt *st)
+{
+    int rc = sqlite3_step (st);
+    sqlite3_reset (st);
+    return rc;
+}
+
+/* After an SQLite failure: describes it, rolls back the open group (SQLite
+   may have done so already) and says so; STORE_FULL for a full disk. */
+static store_rc_t
+s_fail (store_t *self, int rc, const char *what)
+{
+    s_sql_err (self, rc, what);
+    if (self->pending || !sqlite3_get_autocommit (self->db)) {
+        if (!sqlite3_get_autocommit (self->db))
+            s_exec (self->q[Q_ROLLBACK]);
+        if (self->pending) {
+            size_t n = strlen (self->err);
+            snprintf (self->err + n, sizeof self->err - n,
+                      "; the %zu change(s) staged since the last commit are rolled back: "
+                      "acknowledge none of them",
+                      self->staged);
+        }
+        self->pending = false;
+        self->staged = 0;
+    }
+    self->size_known = false;
+    return (rc & 0xff) == SQLITE_FULL ? STORE_FULL : STORE_ERROR;
+}
+
+// Opens the group transaction if none is open; 0 or -1.
+static int
+s_begin_group (store_t *self)
+{
+    if (self->pending)
+        return 0;
+    int rc = s_exec (self->q[Q_BEGIN_WRITE]);
+    if (rc != SQLITE_DONE) {
+        s_fail (self, rc, "BEGIN IMMEDIATE");
+        return -1;
+    }
+    self->pending = true;
+    self->staged = 0;
+    return 0;
+}
+
+// Opens a read transaction for a multi-statement read unless a group is open.
+static int
+s_begin_read (store_t *self, bool *opened)
+{
+    *opened = false;
+    if (self->pending)
+        return 0;
+    int rc = s_exec (self->q[Q_BEGIN_READ]);
+    if (rc != SQLITE_DONE) {
+        s_fail (self, rc, "BEGIN");
+        return -1;
+    }
+    *opened = true;
+    return 0;
+}
+
+static void
+s_end_read (store_t *self, bool opened)
+{
+    if (opened && !sqlite3_get_autocommit (self->db))
+        s_exec (self->q[Q_COMMIT]);
+}
+
+static void
+s_hex (const uint8_t *bytes, size_t n, char *out)
+{
+    static const char digits[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = digits[bytes[i] >> 4];
+        out[2 * i + 1] = digits[bytes[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+static int
+s_sha256 (store_t *self, const void *data, size_t len, uint8_t out[32])
+{
+    unsigned int n = 0;
+    if (!EVP_DigestInit_ex (self->md, self->sha256, NULL) || !EVP_DigestUpdate (self->md, data, len)
+        || !EVP_DigestFinal_ex (self->md, out, &n) || n != 32)
+        return -1;
+    return 0;
+}
+
+// Runs one statement returning one integer (a PRAGMA) on db; 0 or -1.
+static int
+s_query_int (sqlite3 *db, const char *sql, int64_t *value)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2 (db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step (st);
+        if (rc == SQLITE_ROW)
+            *value = sqlite3_column_int64 (st, 0);
+    }
+    sqlite3_finalize (st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+// Same, for a statement returning one text value.
+static int
+s_query_text (sqlite3 *db, const char *sql, char *value, size_t len)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2 (db, sql, -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step (st);
+        if (rc == SQLITE_ROW) {
+            const char *t = (const char *) sqlite3_column_text (st, 0);
+            snprintf (value, len, "%s", t ? t : "");
+        }
+    }
+    sqlite3_finalize (st);
+    return rc == SQLITE_ROW ? 0 : -1;
+}
+
+/* Creates the file with mode 0600 if it does not exist (SQLite would use
+   0644 less the umask; its -wal and -shm files copy the database's mode),
+   and refuses a non-empty file that does not carry SQLite's header. */
+static int
+s_precheck_file (const char *path, char *err, size_t errlen)
+{
+    int fd = open (path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd >= 0) {
+        int rc = fchmod (fd, 0600);
+        close (fd);
+        if (rc == 0)
+            return 0;
+        snprintf (err, errlen, "store %s: cannot set mode 0600: %s", path, strerror (errno));
+        return -1;
+    }
+    if (errno != EEXIST) {
+        snprintf (err, errlen,
+                  "store %s: cannot create: %s; create the state directory and give the broker "
+                  "write access to it",
+                  path, strerror (errno));
+        return -1;
+    }
+    if (access (path, R_OK | W_OK) != 0) {
+        snprintf (err, errlen,
+                  "store %s: not readable and writable: %s; check the file's owner and "
+                  "permissions",
+                  path, strerror (errno));
+        return -1;
+    }
+    fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf (err, errlen, "store %s: cannot open: %s; check the file's owner and permissions",
+                  path, strerror (errno));
+        return -1;
+    }
+    char header[16];
+    ssize_t n = read (fd, header, sizeof header);
+    close (fd);
+    if (n < 0) {
+        snprintf (err, errlen, "store %s: cannot read: %s", path, strerror (errno));
+        return -1;
+    }
+    // An empty file is a new store (SQLite itself may have left it empty).
+    if (n > 0 && (n < (ssize_t) sizeof header || memcmp (header, "SQLite format 3", 16) != 0)) {
+        snprintf (err, errlen,
+                  "store %s: not a SQLite database, so not a Liaison store; refusing to touch it: "
+                  "point state_dir elsewhere or move the file away",
+                  path);
+        return -1;
+    }
+    return 0;
+}
+
+/* Identifies the file: a new (empty) database, or a Liaison store whose
+   schema this program knows. 0 or -1 with err set; *version gets the schema. */
+static int
+s_identify (sqlite3 *db, const char *path, int64_t *version, char *err, size_t errlen)
+{
+    int64_t app_id = 0, objects = 0;
+    if (s_query_int (db, "PRAGMA application_id", &app_id)
+        || s_query_int (db, "PRAGMA user_version", version)
+        || s_query_int (db, "SELECT count (*) FROM sqlite_schema", &objects)) {
+        int rc = sqlite3_errcode (db);
+        snprintf (err, errlen, "store %s: cannot read the header: %s (%s); %s", path,
+                  sqlite3_errmsg (db), sqlite3_errstr (rc),
+                  (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT
+                      ? "the header is damaged or this is not a Liaison store: run liaisond "
+                        "store-check, restore a backup or point state_dir elsewhere"
+                      : s_advice (rc));
+        return -1;
+    }
+    if (app_id == 0 && *version == 0 && objects == 0)
+        return 0; // new
+    if (app_id != STORE_APPLICATION_ID) {
+        snprintf (err, errlen,
+                  "store %s: not a Liaison store (application_id 0x%08" PRIx64
+                  ", user_version %" PRId64 ", %" PRId64
+                  " schema objects); refusing to touch it: point state_dir elsewhere",
+                  path, (uint64_t) (uint32_t) app_id, *version, objects);
+        return -1;
+    }
+    if (*version > STORE_SCHEMA_VERSION) {
+        snprintf (err, errlen,
+                  "store %s: store schema %" PRId64
+                  " is newer than this liaisond (%d); upgrade liaisond",
+                  path, *version, STORE_SCHEMA_VERSION);
+        return -1;
+    }
+    if (*version < 0) {
+        snprintf (err, errlen,
+                  "store %s: damaged header (schema version %" PRId64 "); run liaisond store-check",
+                  path, *version);
+        return -1;
+    }
+    return 0;
+}
+
+// Applies the migrations after `version`, each in its own transaction.
+static int
+s_migrate (sqlite3 *db, const char *path, int64_t version, char *err, size_t errlen)
+{
+    for (int64_t v = version; v < STORE_SCHEMA_VERSION; v++) {
+        char tail[128];
+        snprintf (tail, sizeof tail, ";PRAGMA user_version = %" PRId64 ";", v + 1);
+        if (v == 0)
+            snprintf (tail + strlen (tail), sizeof tail - strlen (tail),
+                      "PRAGMA application_id = %d;", STORE_APPLICATION_ID);
+        char *msg = NULL;
+        int rc = sqlite3_exec (db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec (db, s_migrations[v], NULL, NULL, &msg);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec (db, tail, NULL, NULL, &msg);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_exec (db, "COMMIT", NULL, NULL, &msg);
+        if (rc != SQLITE_OK) {
+            snprintf (err, errlen,
+                      "store %s: migration from schema %" PRId64 " to %" PRId64
+                      " failed and is rolled back (the store is still at schema %" PRId64
+                      "): %s; %s",
+                      path, v, v + 1, v, msg ? msg : sqlite3_errmsg (db), s_advice (rc));
+            sqlite3_free (msg);
+            if (!sqlite3_get_autocommit (db))
+                sqlite3_exec (db, "ROLLBACK", NULL, NULL, NULL);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+// Opens a connection with the settings every connection gets.
+static int
+s_connect (const char *path, sqlite3 **db, char *err, size_t errlen)
+{
+    int rc = sqlite3_open_v2 (
+        path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        snprintf (err, errlen, "store %s: cannot open: %s; %s", path,
+                  *db ? sqlite3_errmsg (*db) : sqlite3_errstr (rc), s_advice (rc));
+        sqlite3_close (*db);
+        *db = NULL;
+        return -1;
+    }
+    sqlite3_extended_result_codes (*db, 1);
+    // Mapped pages would count against the broker's memory; keep them off.
+    if (sqlite3_exec (*db, "PRAGMA mmap_size = 0", NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf (err, errlen, "store %s: cannot set mmap_size: %s", path, sqlite3_errmsg (*db));
+        sqlite3_close (*db);
+        *db = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+// Sets the durability pragmas and checks that they took.
+static int
+s_configure (sqlite3 *db, const char *path, char *err, size_t errlen)
+{
+    char mode[32] = "";
+    if (s_query_text (db, "PRAGMA journal_mode = WAL", mode, sizeof mode) || strcmp (mode, "wal")) {
+        snprintf (err, errlen,
+                  "store %s: cannot switch to WAL mode (journal_mode is '%s': %s); put the state "
+                  "directory on a local file system",
+                  path, mode, sqlite3_errmsg (db));
+        return -1;
+    }
+    int64_t sync = -1;
+    char sql[64];
+    snprintf (sql, sizeof sql, "PRAGMA cache_size = -%d", CACHE_KIB);
+    if (sqlite3_exec (db, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK
+        || s_query_int (db, "PRAGMA synchronous", &sync) || sync != 2
+        || sqlite3_exec (db, "PRAGMA wal_autocheckpoint = 0", NULL, NULL, NULL) != SQLITE_OK
+        || sqlite3_exec (db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL) != SQLITE_OK
+        || sqlite3_exec (db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+        snprintf (err, errlen, "store %s: cannot set synchronous=FULL, foreign_keys or cache: %s",
+                  path, sqlite3_errmsg (db));
+        return -1;
+    }
+    return 0;
+}
+
+store_t *
+store_open (const store_config_t *cfg, char *err, size_t errlen)
+{
+    char scratch[8];
+    if (!err || errlen == 0) {
+        err = scratch;
+        errlen = sizeof scratch;
+    }
+    err[0] = 0;
+    if (!cfg || !cfg->path || !*cfg->path) {
+        snprintf (err, errlen, "store: no database path given");
+        return NULL;
+    }
+    store_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        snprintf (err, errlen, "store %s: out of memory", cfg->path);
+        return NULL;
+    }
+    snprintf (self->err, sizeof self->err, "no error");
+    self->max_bytes = cfg->max_bytes;
+    self->wal_limit = cfg->wal_limit_bytes ? cfg->wal_limit_bytes : DEFAULT_WAL_LIMIT;
+    self->path = strdup (cfg->path);
+    size_t plen = strlen (cfg->path);
+    self->wal_path = malloc (plen + 5);
+    self->sha256 = EVP_MD_fetch (NULL, "SHA256", NULL);
+    self->md = EVP_MD_CTX_new ();
+    if (!self->path || !self->wal_path || !self->sha256 || !self->md) {
+        snprintf (err, errlen, "store %s: out of memory (or OpenSSL has no SHA-256)", cfg->path);
+        goto fail;
+    }
+    memcpy (self->wal_path, cfg->path, plen);
+    memcpy (self->wal_path + plen, "-wal", 5);
+
+    if (s_precheck_file (self->path, err, errlen) || s_connect (self->path, &self->db, err, errlen))
+        goto fail;
+    sqlite3_busy_timeout (self->db, BUSY_TIMEOUT_MS);
+    int64_t version = 0;
+    if (s_identify (self->db, self->path, &version, err, errlen)
+        || s_configure (self->db, self->path, err, errlen)
+        || s_migrate (self->db, self->path, version, err, errlen))
+        goto fail;
+    if (s_query_int (self->db, "PRAGMA page_size", &self->page_size)) {
+        snprintf (err, errlen, "store %s: cannot read page_size: %s", self->path,
+                  sqlite3_errmsg (self->db));
+        goto fail;
+    }
+    for (int i = 0; i < Q_N; i++) {
+        int rc = sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &self->q[i],
+                                     NULL);
+        if (rc != SQLITE_OK) {
+            snprintf (err, errlen,
+                      "store %s: the schema is damaged or incomplete (%s); run liaisond "
+                      "store-check",
+                      self->path, sqlite3_errmsg (self->db));
+            goto fail;
+        }
+    }
+    /* The checkpointer reads once so that it has the WAL open; it has no
+       busy handler: a checkpoint that would wait is simply tried later. */
+    int64_t ignored = 0;
+    if (s_connect (self->path, &self->ckpt, err, errlen))
+        goto fail;
+    if (sqlite3_exec (self->ckpt, "PRAGMA wal_autocheckpoint = 0", NULL, NULL, NULL) != SQLITE_OK
+        || s_query_int (self->ckpt, "SELECT count (*) FROM sqlite_schema", &ignored)) {
+        snprintf (err, errlen, "store %s: cannot set up the checkpoint connection: %s", self->path,
+                  sqlite3_errmsg (self->ckpt));
+        goto fail;
+    }
+    return self;
+
+fail:
+    store_close (&self);
+    return NULL;
+}
+
+void
+store_close (store_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    store_t *self = *self_p;
+    // A group still open was never acknowledged: drop it.
+    if (self->db && !sqlite3_get_autocommit (self->db))
+        sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
+    for (int i = 0; i < Q_N; i++)
+        sqlite3_finalize (self->q[i]);
+    // The checkpointer first: the last connection to close checkpoints and removes the WAL.
+    sqlite3_close (self->ckpt);
+    sqlite3_close (self->db);
+    EVP_MD_CTX_free (self->md);
+    EVP_MD_free (self->sha256);
+    free (self->path);
+    free (self->wal_path);
+    free (self);
+    *self_p = NULL;
+}
+
+const char *
+store_error (const store_t *self)
+{
+    return self ? self->err : "store: no store";
+}
+
+bool
+store_pending (const store_t *self)
+{
+    return self && self->pending;
+}
+
+/* Looks (sender, id) up; 1 found (*seq and, if wanted, digest and time
+   set), 0 not found, or an SQLite error code < 0 (negated). */
+static int
+s_find (store_t *self, const char *sender, const uint8_t *id, int64_t *seq, uint8_t digest[32],
+        int64_t *accepted_ms)
+{
+    sqlite3_stmt *st = self->q[Q_FIND];
+    sqlite3_bind_text (st, 1, sender, -1, SQLITE_STATIC);
+    sqlite3_bind_blob (st, 2, id, 16, SQLITE_STATIC);
+    int rc = sqlite3_step (st);
+    int found = 0;
+    if (rc == SQLITE_ROW) {
+        found = 1;
+        *seq = sqlite3_column_int64 (st, 0);
+        if (digest) {
+            const void *d = sqlite3_column_blob (st, 1);
+            memset (digest, 0, 32);
+            if (d && sqlite3_column_bytes (st, 1) == 32)
+                memcpy (digest, d, 32);
+        }
+        if (accepted_ms)
+            *accepted_ms = sqlite3_column_int64 (st, 2);
+    }
+    else if (rc != SQLITE_DONE)
+        found = -rc;
+    sqlite3_reset (st);
+    return found;
+}
+
+// Bytes in use: pages not on the free list.
+static int
+s_used_bytes (store_t *self, int64_t *bytes)
+{
+    sqlite3_stmt *st = self->q[Q_SIZE];
+    int rc = sqlite3_step (st);
+    if (rc == SQLITE_ROW)
+        *bytes = sqlite3_column_int64 (st, 0) * self->page_size;
+    sqlite3_reset (st);
+    return rc == SQLITE_ROW ? 0 : rc;
+}
+
+store_rc_t
+store_put (store_t *self, const store_msg_t *m, int64_t *accepted_ms)
+{
+    if (!self)
+        return STORE_ERROR;
+    if (!m || !m->id || !m->sender || !m->digest || (!m->envelope && m->envelope_len)
+        || !m->recipients || m->n_recipients == 0) {
+        s_err (self, "store_put: message without id, sender, digest, envelope or recipients "
+                     "(a bug in the caller)");
+        return STORE_ERROR;
+    }
+    size_t sender_len = strlen (m->sender);
+    if (sender_len == 0 || sender_len > SENDER_MAX) {
+        s_err (self, "store_put: sender node id '%.40s' is empty or longer than %d characters",
+               m->sender, SENDER_MAX);
+        return STORE_ERROR;
+    }
+    for (size_t i = 0; i < m->n_recipients; i++)
+        if (!m->recipients[i] || !*m->recipients[i]) {
+            s_err (self, "store_put: recipient %zu is empty (a bug in the caller)", i);
+            return STORE_ERROR;
+        }
+    char hex[33];
+    s_hex (m->id, 16, hex);
+
+    int64_t seq = 0, original_ms = 0;
+    uint8_t digest[32];
+    int found = s_find (self, m->sender, m->id, &seq, digest, &original_ms);
+    if (found < 0)
+        return s_fail (self, -found, "looking up (sender, id)");
+    if (found) {
+        if (memcmp (digest, m->digest, 32) == 0) {
+            if (accepted_ms)
+                *accepted_ms = original_ms;
+            return STORE_DUPLICATE;
+        }
+        s_err (self,
+               "message %s from %s was accepted already with other content (its digest "
+               "differs): refuse the resend; a new message needs a new id",
+               hex, m->sender);
+        return STORE_CONFLICT;
+    }
+    /* The size is read once per group (reading it costs as much as a put)
+       and estimated from there on, generously; whenever the estimate says
+       full, the real figure decides. */
+    int64_t growth =
+        (int64_t) m->envelope_len + m->envelope_len / 8 + 512 + 128 * (int64_t) m->n_recipients;
+    if (self->max_bytes) {
+        if (!self->size_known || (uint64_t) self->used_bytes + m->envelope_len > self->max_bytes) {
+            int rc = s_used_bytes (self, &self->used_bytes);
+            if (rc)
+                return s_fail (self, rc, "reading the store's size");
+            self->size_known = true;
+        }
+        if ((uint64_t) self->used_bytes + m->envelope_len > self->max_bytes) {
+            s_err (self,
+                   "store is full: %" PRId64 " bytes of %" PRIu64
+                   "; purge or raise limits/store_max_bytes (message %s from %s refused)",
+                   self->used_bytes, self->max_bytes, hex, m->sender);
+            return STORE_FULL;
+        }
+    }
+    uint8_t sha[32];
+    if (s_sha256 (self, m->envelope ? (const void *) m->envelope : "", m->envelope_len, sha)) {
+        s_err (self, "store_put: SHA-256 of the envelope failed (OpenSSL)");
+        return STORE_ERROR;
+    }
+    if (s_begin_group (self))
+        return STORE_ERROR;
+
+    sqlite3_stmt *st = self->q[Q_INSERT_MESSAGE];
+    sqlite3_bind_text (st, 1, m->sender, -1, SQLITE_STATIC);
+    sqlite3_bind_blob (st, 2, m->id, 16, SQLITE_STATIC);
+    sqlite3_bind_blob (st, 3, m->digest, 32, SQLITE_STATIC);
+    sqlite3_bind_blob64 (st, 4, m->envelope ? (const void *) m->envelope : "", m->envelope_len,
+                         SQLITE_STATIC);
+    sqlite3_bind_blob (st, 5, sha, 32, SQLITE_STATIC);
+    sqlite3_bind_int (st, 6, m->type);
+    sqlite3_bind_int (st, 7, m->priority);
+    sqlite3_bind_int64 (st, 8, m->accepted_ms);
+    sqlite3_bind_int64 (st, 9, m->deadline_ms);
+    sqlite3_bind_int64 (st, 10, m->expires_ms);
+    int rc = s_exec (st);
+    if (rc != SQLITE_DONE)
+        return s_fail (self, rc, "storing a message");
+    seq = sqlite3_last_insert_rowid (self->db);
+
+    st = self->q[Q_INSERT_MAILBOX];
+    for (size_t i = 0; i < m->n_recipients; i++) {
+        sqlite3_bind_int64 (st, 1, seq);
+        sqlite3_bind_text (st, 2, m->recipients[i], -1, SQLITE_STATIC);
+        sqlite3_bind_int (st, 3, m->priority);
+        rc = s_exec (st);
+        if (rc != SQLITE_DONE)
+            return s_fail (self, rc, "adding a message to a mailbox");
+    }
+    self->staged++;
+    self->used_bytes += growth;
+    return STORE_OK;
+}
+
+store_rc_t
+store_commit (store_t *self)
+{
+    if (!self)
+        return STORE_ERROR;
+    if (!self->pending)
+        return STORE_OK;
+    int rc = s_exec (self->q[Q_COMMIT]);
+    if (rc != SQLITE_DONE)
+        return s_fail (self, rc, "COMMIT");
+    self->pending = false;
+    self->staged = 0;
+    self->size_known = false;
+    return STORE_OK;
+}
+
+void
+store_entry_clear (store_entry_t *e)
+{
+    if (!e)
+        return;
+    free (e->envelope);
+    e->envelope = NULL;
+    e->envelope_len = 0;
+}
+
+/* Fills entries from one page statement (already bound) until it ends,
+   the page is full or an envelope is damaged; advances the cursor past
+   each entry read, the damaged one included. 0, STORE_DAMAGED, or an
+   SQLite error code. */
+static int
+s_fill (store_t *self, sqlite3_stmt *st, const char *node, store_cursor_t *cursor,
+        store_entry_t *out, size_t max, size_t *n)
+{
+    int rc = SQLITE_DONE;
+    while (*n < max && (rc = sqlite3_step (st)) == SQLITE_ROW) {
+        store_entry_t *e = &out[*n];
+        memset (e, 0, sizeof *e);
+        e->seq = (uint64_t) sqlite3_column_int64 (st, 0);
+        e->priority = sqlite3_column_int (st, 3);
+        e->accepted_ms = sqlite3_column_int64 (st, 4);
+        const void *id = sqlite3_column_blob (st, 1);
+        if (id && sqlite3_column_bytes (st, 1) == 16)
+            memcpy (e->id, id, 16);
+        const char *sender = (const char *) sqlite3_column_text (st, 2);
+        snprintf (e->sender, sizeof e->sender, "%s", sender ? sender : "");
+        const uint8_t *env = sqlite3_column_blob (st, 5);
+        size_t len = (size_t) sqlite3_column_bytes (st, 5);
+        const void *stored = sqlite3_column_blob (st, 6);
+        uint8_t sha[32];
+        cursor->priority = e->priority;
+        cursor->seq = e->seq;
+        cursor->started = true;
+        if (s_sha256 (self, env ? (const void *) env : "", len, sha)
+            || sqlite3_column_bytes (st, 6) != 32 || !stored || memcmp (sha, stored, 32) != 0) {
+            char hex[33];
+            s_hex (e->id, 16, hex);
+            s_err (self,
+                   "store %s: message %s from %s (seq %" PRIu64
+                   ") in %s's mailbox fails its SHA-256 check: refused, not delivered; the "
+                   "store is damaged: run liaisond store-check",
+                   self->path, hex, e->sender, e->seq, node);
+            sqlite3_reset (st);
+            return STORE_DAMAGED;
+        }
+        e->envelope = malloc (len ? len : 1);
+        if (!e->envelope) {
+            sqlite3_reset (st);
+            return SQLITE_NOMEM;
+        }
+        if (len)
+            memcpy (e->envelope, env, len);
+        e->envelope_len = len;
+        (*n)++;
+    }
+    if (*n < max && rc != SQLITE_DONE) {
+        sqlite3_reset (st);
+        return rc;
+    }
+    sqlite3_reset (st);
+    return 0;
+}
+
+store_rc_t
+store_mailbox_page (store_t *self, const char *node, store_cursor_t *cursor, store_entry_t *out,
+                    size_t max, size_t *n)
+{
+    if (n)
+        *n = 0;
+    if (!self)
+        return STORE_ERROR;
+    if (!node || !cursor || !n || (!out && max)) {
+        s_err (self, "store_mailbox_page: no node, cursor or output (a bug in the caller)");
+        return STORE_ERROR;
+    }
+    if (max == 0)
+        return STORE_OK;
+    bool opened;
+    if (s_begin_read (self, &opened))
+        return STORE_ERROR;
+    int rc = 0;
+    if (cursor->started) {
+        sqlite3_stmt *st = self->q[Q_PAGE_AT];
+        sqlite3_bind_text (st, 1, node, -1, SQLITE_STATIC);
+        sqlite3_bind_int (st, 2, cursor->priority);
+        sqlite3_bind_int64 (st, 3, (int64_t) cursor->seq);
+        sqlite3_bind_int64 (st, 4, (int64_t) max);
+        rc = s_fill (self, st, node, cursor, out, max, n);
+    }
+    if (rc == 0 && *n < max) {
+        sqlite3_stmt *st = self->q[Q_PAGE_BELOW];
+        sqlite3_bind_text (st, 1, node, -1, SQLITE_STATIC);
+        sqlite3_bind_int64 (st, 2, cursor->started ? cursor->priority : INT64_MAX);
+        sqlite3_bind_int64 (st, 3, (int64_t) (max - *n));
+        rc = s_fill (self, st, node, cursor, out, max, n);
+    }
+    if (rc == STORE_DAMAGED) {
+        s_end_read (self, opened);
+        return STORE_DAMAGED; // the entries before the damaged one are good
+    }
+    if (rc != 0) {
+        for (size_t i = 0; i < *n; i++)
+            store_entry_clear (&out[i]);
+        *n = 0;
+        return s_fail (self, rc, "reading a mailbox");
+    }
+    s_end_read (self, opened);
+    return STORE_OK;
+}
+
+int64_t
+store_mailbox_count (store_t *self, const char *node)
+{
+    if (!self || !node)
+        return -1;
+    sqlite3_stmt *st = self->q[Q_COUNT];
+    sqlite3_bind_text (st, 1, node, -1, SQLITE_STATIC);
+    int rc = sqlite3_step (st);
+    int64_t count = rc == SQLITE_ROW ? sqlite3_column_int64 (st, 0) : -1;
+    sqlite3_reset (st);
+    if (rc != SQLITE_ROW)
+        s_fail (self, rc, "counting a mailbox");
+    return count;
+}
+
+store_rc_t
+store_delivered (store_t *self, const char *node, const char *sender, const uint8_t id[16],
+                 int64_t when_ms)
+{
+    if (!self)
+        return STORE_ERROR;
+    if (!node || !sender || !id) {
+        s_err (self, "store_delivered: no node, sender or id (a bug in the caller)");
+        return STORE_ERROR;
+    }
+    int64_t seq = 0;
+    int found = s_find (self, sender, id, &seq, NULL, NULL);
+    if (found < 0)
+        return s_fail (self, -found, "looking up (sender, id)");
+    if (!found)
+        return STORE_OK; // purged after delivery, or never stored: nothing to deliver
+    if (s_begin_group (self))
+        return STORE_ERROR;
+    sqlite3_stmt *st = self->q[Q_DELIVER];
+    sqlite3_bind_int64 (st, 1, seq);
+    sqlite3_bind_text (st, 2, node, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (st, 3, when_ms);
+    int rc = s_exec (st);
+    if (rc != SQLITE_DONE)
+        return s_fail (self, rc, "marking a message delivered");
+    if (sqlite3_changes (self->db) > 0) {
+        // The last recipient's delivery makes the message purgeable.
+        st = self->q[Q_DONE];
+        sqlite3_bind_int64 (st, 1, seq);
+        sqlite3_bind_int64 (st, 2, when_ms);
+        rc = s_exec (st);
+        if (rc != SQLITE_DONE)
+            return s_fail (self, rc, "marking a message done");
+        self->staged++;
+    }
+    return STORE_OK;
+}
+
+store_rc_t
+store_receipt_add (store_t *self, const char *sender, const uint8_t id[16], const char *recipient,
+                   int status, const char *reason, const char *rule, int64_t time_ms,
+                   const uint8_t *signature, size_t signature_len)
+{
+    if (!self)
+        return STORE_ERROR;
+    if (!sender || !id || !recipient || (!signature && signature_len)) {
+        s_err (self, "store_receipt_add: no sender, id, recipient or signature (a bug in the "
+                     "caller)");
+        return STORE_ERROR;
+    }
+    int64_t seq = 0;
+    int found = s_find (self, sender, id, &seq, NULL, NULL);
+    if (found < 0)
+        return s_fail (self, -found, "looking up (sender, id)");
+    if (!found) {
+        char hex[33];
+        s_hex (id, 16, hex);
+        s_err (self,
+               "store_receipt_add: no message %s from %s in the store (never accepted, or "
+               "purged): receipts are kept only for stored messages",
+               hex, sender);
+        return STORE_ERROR;
+    }
+    if (s_begin_group (self))
+        return STORE_ERROR;
+    sqlite3_stmt *st = self->q[Q_RECEIPT_ADD];
+    sqlite3_bind_int64 (st, 1, seq);
+    sqlite3_bind_text (st, 2, recipient, -1, SQLITE_STATIC);
+    sqlite3_bind_int (st, 3, status);
+    if (reason)
+        sqlite3_bind_text (st, 4, reason, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null (st, 4);
+    if (rule)
+        sqlite3_bind_text (st, 5, rule, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null (st, 5);
+    sqlite3_bind_int64 (st, 6, time_ms);
+    if (signature)
+        sqlite3_bind_blob64 (st, 7, signature, signature_len, SQLITE_STATIC);
+    else
+        sqlite3_bind_null (st, 7);
+    int rc = s_exec (st);
+    if (rc != SQLITE_DONE)
+        return s_fail (self, rc, "storing a receipt");
+    self->staged++;
+    return STORE_OK;
+}
+
+int
+store_receipts (store_t *self, const char *sender, const uint8_t id[16], store_receipt_fn *fn,
+                void *arg)
+{
+    if (!self)
+        return -1;
+    if (!sender || !id) {
+        s_err (self, "store_receipts: no sender or id (a bug in the caller)");
+        return -1;
+    }
+    bool opened;
+    if (s_begin_read (self, &opened))
+        return -1;
+    int64_t seq = 0;
+    int found = s_find (self, sender, id, &seq, NULL, NULL);
+    if (found < 0) {
+        s_fail (self, -found, "looking up (sender, id)");
+        return -1;
+    }
+    int count = 0, rc = SQLITE_DONE;
+    if (found) {
+        sqlite3_stmt *st = self->q[Q_RECEIPTS];
+        sqlite3_bind_int64 (st, 1, seq);
+        while ((rc = sqlite3_step (st)) == SQLITE_ROW) {
+            count++;
+            if (fn)
+                fn (arg, (const char *) sqlite3_column_text (st, 0), sqlite3_column_int (st, 1),
+                    (const char *) sqlite3_column_text (st, 2),
+                    (const char *) sqlite3_column_text (st, 3), sqlite3_column_int64 (st, 4),
+                    sqlite3_column_blob (st, 5), (size_t) sqlite3_column_bytes (st, 5));
+        }
+        sqlite3_reset (st);
+    }
+    if (rc != SQLITE_DONE) {
+        s_fail (self, rc, "reading receipts");
+        return -1;
+    }
+    s_end_read (self, opened);
+    return count;
+}
+
+store_rc_t
+store_purge (store_t *self, int64_t before_ms, int64_t *purged)
+{
+    if (purged)
+        *purged = 0;
+    if (!self)
+        return STORE_ERROR;
+    if (self->pending) {
+        s_err (self, "store_purge: a group is pending; call store_commit first (a bug in the "
+                     "caller)");
+        return STORE_ERROR;
+    }
+    int rc = s_exec (self->q[Q_BEGIN_WRITE]);
+    if (rc != SQLITE_DONE)
+        return s_fail (self, rc, "BEGIN IMMEDIATE for a purge");
+    sqlite3_stmt *st = self->q[Q_PURGE];
+    sqlite3_bind_int64 (st, 1, before_ms);
+    rc = s_exec (st);
+    if (rc != SQLITE_DONE)
+        return s_fail (self, rc, "purging");
+    int64_t n = sqlite3_changes64 (self->db);
+    rc = s_exec (self->q[Q_COMMIT]);
+    if (rc != SQLITE_DONE)
+        return s_fail (self, rc, "COMMIT of a purge");
+    self->size_known = false;
+    if (purged)
+        *purged = n;
+    return STORE_OK;
+}
+
+store_rc_t
+store_checkpoint (store_t *self)
+{
+    if (!self)
+        return STORE_ERROR;
+    int log = 0, done = 0;
+    int rc = sqlite3_wal_checkpoint_v2 (self->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        s_err (self, "store %s: passive checkpoint failed: %s; %s", self->path,
+               sqlite3_errmsg (self->ckpt), s_advice (rc));
+        return STORE_ERROR;
+    }
+    struct stat st;
+    if (stat (self->wal_path, &st) != 0 || (uint64_t) st.st_size <= self->wal_limit)
+        return STORE_OK;
+    /* Truncating needs the writer's lock: not while our own group is open
+       (it would wait for us), and without waiting for anyone else. */
+    if (self->pending)
+        return STORE_OK;
+    rc = sqlite3_wal_checkpoint_v2 (self->ckpt, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
+        s_err (self, "store %s: truncating checkpoint failed: %s; %s", self->path,
+               sqlite3_errmsg (self->ckpt), s_advice (rc));
+        return STORE_ERROR;
+    }
+    return STORE_OK;
+}
+
+// Appends text to the report; keeps it NUL-terminated when it runs out.
+static void
+s_report (char *report, size_t len, size_t *used, const char *fmt, ...)
+{
+    if (*used >= len)
+        return;
+    va_list ap;
+    va_start (ap, fmt);
+    int n = vsnprintf (report + *used, len - *used, fmt, ap);
+    va_end (ap);
+    if (n > 0)
+        *used = *used + (size_t) n < len ? *used + (size_t) n : len;
+}
+
+int
+store_check (const char *path, char *report, size_t len)
+{
+    char scratch[8];
+    if (!report || len == 0) {
+        report = scratch;
+        len = sizeof scratch;
+    }
+    report[0] = 0;
+    size_t used = 0;
+    if (!path) {
+        s_report (report, len, &used, "store: no path");
+        return -1;
+    }
+    struct stat sb;
+    if (stat (path, &sb) != 0) {
+        s_report (report, len, &used, "store %s: cannot open: %s", path, strerror (errno));
+        return -1;
+    }
+    sqlite3 *db = NULL;
+    int rc = sqlite3_open_v2 (path, &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, NULL);
+    if (rc != SQLITE_OK) {
+        s_report (report, len, &used, "store %s: cannot open: %s", path,
+                  db ? sqlite3_errmsg (db) : sqlite3_errstr (rc));
+        sqlite3_close (db);
+        return -1;
+    }
+    sqlite3_extended_result_codes (db, 1);
+    sqlite3_busy_timeout (db, BUSY_TIMEOUT_MS);
+    sqlite3_exec (db, "PRAGMA mmap_size = 0", NULL, NULL, NULL);
+
+    int result = 0, problems = 0;
+    int64_t app_id = 0;
+    sqlite3_stmt *st = NULL;
+    if (s_query_int (db, "PRAGMA application_id", &app_id)) {
+        rc = sqlite3_errcode (db);
+        s_report (report, len, &used, "store %s: cannot read the header: %s", path,
+                  sqlite3_errmsg (db));
+        result = (rc & 0xff) == SQLITE_CORRUPT ? 1 : -1;
+        goto done;
+    }
+    if (app_id != STORE_APPLICATION_ID) {
+        s_report (report, len, &used, "store %s: not a Liaison store (application_id 0x%08x)", path,
+                  (unsigned) (uint32_t) app_id);
+        result = -1;
+        goto done;
+    }
+    // SQLite's structural check: one row "ok", or one row per problem.
+    rc = sqlite3_prepare_v2 (db, "PRAGMA integrity_check (100)", -1, &st, NULL);
+    while (rc == SQLITE_OK && (rc = sqlite3_step (st)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
+        const char *row = (const char *) sqlite3_column_text (st, 0);
+        if (row && strcmp (row, "ok") == 0)
+            continue;
+        s_report (report, len, &used, "%s%s", problems++ ? "\n" : "", row ? row : "?");
+    }
+    if (rc != SQLITE_DONE) {
+        s_report (report, len, &used, "%sintegrity_check stopped: %s", problems++ ? "\n" : "",
+                  sqlite3_errmsg (db));
+    }
+    sqlite3_finalize (st);
+    st = NULL;
+    if (problems) {
+        result = 1;
+        goto done;
+    }
+    // Every envelope against its SHA-256: damage inside a blob is invisible to SQLite.
+    EVP_MD_CTX *md = EVP_MD_CTX_new ();
+    rc = md ? sqlite3_prepare_v2 (db,
+                                  "SELECT seq, sender, id, envelope, envelope_sha256"
+                                  " FROM messages ORDER BY seq",
+                                  -1, &st, NULL)
+            : SQLITE_NOMEM;
+    while (rc == SQLITE_OK && (rc = sqlite3_step (st)) == SQLITE_ROW) {
+        rc = SQLITE_OK;
+        uint8_t sha[32];
+        unsigned int n = 0;
+        const void *env = sqlite3_column_blob (st, 3);
+        size_t env_len = (size_t) sqlite3_column_bytes (st, 3);
+        const void *stored = sqlite3_column_blob (st, 4);
+        if (EVP_DigestInit_ex (md, EVP_sha256 (), NULL)
+            && EVP_DigestUpdate (md, env ? env : "", env_len) && EVP_DigestFinal_ex (md, sha, &n)
+            && n == 32 && stored && sqlite3_column_bytes (st, 4) == 32
+            && memcmp (sha, stored, 32) == 0)
+            continue;
+        char hex[33] = "?";
+        if (sqlite3_column_bytes (st, 2) == 16)
+            s_hex (sqlite3_column_blob (st, 2), 16, hex);
+        const char *sender = (const char *) sqlite3_column_text (st, 1);
+        s_report (report, len, &used, "%smessage %s from %s (seq %lld) fails its SHA-256 check",
+                  problems++ ? "\n" : "", hex, sender ? sender : "?",
+                  (long long) sqlite3_column_int64 (st, 0));
+    }
+    if (rc != SQLITE_DONE)
+        s_report (report, len, &used, "%sreading messages stopped: %s", problems++ ? "\n" : "",
+                  sqlite3_errmsg (db));
+    EVP_MD_CTX_free (md);
+    result = problems ? 1 : 0;
+
+done:
+    sqlite3_finalize (st);
+    sqlite3_close (db);
+    if (result == 0)
+        snprintf (report, len, "ok");
+    return result;
+}
