@@ -30,18 +30,6 @@ s_request (const char *to, const char *body)
     return m;
 }
 
-// Asserts that the next receipt is REJECTED for recipient with reason.
-static void
-s_expect_rejected (liaison_t *l, const uint8_t *id, const char *recipient, const char *reason)
-{
-    liaison_receipt_t *r = NULL;
-    ck_assert_int_eq (liaison_next_receipt (l, &r, 5000), LIAISON_OK);
-    ck_assert_int_eq (liaison_receipt_status (r), LIAISON_REJECTED);
-    ck_assert_str_eq (liaison_receipt_recipient (r), recipient);
-    ck_assert_str_eq (liaison_receipt_reason (r), reason);
-    ck_assert_mem_eq (liaison_receipt_id (r), id, LIAISON_ID_LEN);
-    liaison_receipt_destroy (&r);
-}
 
 // The other nodes still relay: a fresh send from fr-pn reaches rx.
 static void
@@ -122,9 +110,9 @@ START_TEST (test_rejected_offline)
     liaison_message_add_recipient (m, LIAISON_TO_JURISDICTION, "ES");
     ck_assert_int_eq (liaison_send (fr, m, 0), LIAISON_OK);
     ck_assert_int_eq (liaison_flush (fr, 5000), LIAISON_OK);
-    s_expect_rejected (fr, liaison_message_id (m), "it-ps", "recipient-offline");
+    harness_expect_rejected (fr, liaison_message_id (m), "it-ps", "recipient-offline", NULL);
     // The jurisdiction stands for its contact point, which is offline too.
-    s_expect_rejected (fr, liaison_message_id (m), "es-cnp", "recipient-offline");
+    harness_expect_rejected (fr, liaison_message_id (m), "es-cnp", "recipient-offline", NULL);
     ck_assert (harness_log_wait (&b, "event=message-rejected", 0, 2000));
     liaison_message_destroy (&m);
     liaison_close (&fr);
@@ -142,7 +130,7 @@ START_TEST (test_sender_spoofing_refused)
     liaison_message_set_sender (m, "de-bka");
     ck_assert_int_eq (liaison_send (fr, m, 0), LIAISON_OK);
     ck_assert_int_eq (liaison_flush (fr, 5000), LIAISON_OK);
-    s_expect_rejected (fr, liaison_message_id (m), "de-bka", "sender-mismatch");
+    harness_expect_rejected (fr, liaison_message_id (m), "de-bka", "sender-mismatch", NULL);
     ck_assert (harness_log_wait (&b, "event=sender-refused node=fr-pn claimed=\"de-bka\"", 0, 2000));
     // Nothing reached the recipient.
     ck_assert_int_eq (liaison_flush (de, 5000), LIAISON_OK);
@@ -620,13 +608,13 @@ START_TEST (test_receiver_queue_full)
     }
     ck_assert_int_eq (liaison_flush (fr, 5000), LIAISON_OK);
     // Two wait in the queue; the third is refused, with a receipt.
-    s_expect_rejected (fr, liaison_message_id (m[2]), "de-bka", "recipient-busy");
+    harness_expect_rejected (fr, liaison_message_id (m[2]), "de-bka", "recipient-busy", NULL);
     liaison_receipt_t *none = NULL;
     ck_assert_int_eq (liaison_next_receipt (fr, &none, 0), LIAISON_ETIMEOUT);
     // When the receiver goes away, the queued two are reported.
     raw_close (&r);
-    s_expect_rejected (fr, liaison_message_id (m[0]), "de-bka", "recipient-disconnected");
-    s_expect_rejected (fr, liaison_message_id (m[1]), "de-bka", "recipient-disconnected");
+    harness_expect_rejected (fr, liaison_message_id (m[0]), "de-bka", "recipient-disconnected", NULL);
+    harness_expect_rejected (fr, liaison_message_id (m[1]), "de-bka", "recipient-disconnected", NULL);
     for (int i = 0; i < 3; i++)
         liaison_message_destroy (&m[i]);
     liaison_close (&fr);
@@ -641,22 +629,31 @@ START_TEST (test_control_frame_too_large)
     raw_t r;
     ck_assert_int_eq (raw_connect (&r, &b, "nodes/it-ps"), 0);
     ck_assert_int_eq (raw_hello (&r), 0);
-    // A Close frame with a 5000-byte reason (the codec allows 1024 only, and
-    // the edge refuses any control frame over 4096 bytes first).
-    char reason[5001];
-    memset (reason, 'x', sizeof reason - 1);
-    reason[sizeof reason - 1] = 0;
-    Liaison__Close c = LIAISON__CLOSE__INIT;
-    c.reason = reason;
-    Liaison__Frame f = LIAISON__FRAME__INIT;
-    f.kind_case = LIAISON__FRAME__KIND_CLOSE;
-    f.close = &c;
-    ck_assert_int_eq (raw_send_frame (&r, &f), 0);
+    // A Ping padded with a 5000-byte unknown field: valid protobuf the
+    // codec accepts (unknown fields are allowed), so only the edge's cap on
+    // control frames refuses it.
+    enum { PAD = 5000 };
+    static uint8_t buf[4 + 3 + 3 + PAD];
+    size_t inner = 1 + 2 + PAD;  // tag 0x4a (field 9, bytes), varint 5000, bytes
+    size_t size = 1 + 2 + inner; // tag 0x1a (Frame.ping), varint inner, inner
+    buf[0] = buf[1] = 0;
+    buf[2] = (uint8_t) (size >> 8);
+    buf[3] = (uint8_t) size;
+    uint8_t *p = buf + 4;
+    *p++ = 0x1a;
+    *p++ = (uint8_t) (0x80 | (inner & 0x7f));
+    *p++ = (uint8_t) (inner >> 7);
+    *p++ = 0x4a;
+    *p++ = (uint8_t) (0x80 | (PAD & 0x7f));
+    *p++ = (uint8_t) (PAD >> 7);
+    memset (p, 'x', PAD);
+    ck_assert_uint_eq ((size_t) (p + PAD - buf), 4 + size);
+    ck_assert_int_eq (raw_write (&r, buf, 4 + size), 0);
     bool closed = false;
     ck_assert_int_eq (raw_expect_error (&r, 5000, &closed), LIAISON__ERROR_CODE__ERR_MALFORMED);
     ck_assert (closed);
     raw_close (&r);
-    ck_assert (harness_log_wait (&b, "reason=", 0, 1000));
+    ck_assert (harness_log_wait (&b, "reason=control-frame-too-large", 0, 1000));
     ck_assert_int_eq (harness_broker_stop (&b), 0);
 }
 END_TEST

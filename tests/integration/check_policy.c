@@ -35,18 +35,6 @@ s_at (broker_t *b, int line)
     return buf;
 }
 
-static void
-s_expect_receipt (liaison_t *l, const char *recipient, const char *reason, const char *rule)
-{
-    liaison_receipt_t *r = NULL;
-    ck_assert_int_eq (liaison_next_receipt (l, &r, 5000), LIAISON_OK);
-    ck_assert_int_eq (liaison_receipt_status (r), LIAISON_REJECTED);
-    ck_assert_str_eq (liaison_receipt_recipient (r), recipient);
-    ck_assert_str_eq (liaison_receipt_reason (r), reason);
-    if (rule)
-        ck_assert_str_eq (liaison_receipt_rule (r), rule);
-    liaison_receipt_destroy (&r);
-}
 
 static void
 s_expect_delivery (liaison_t *l, const liaison_message_t *sent)
@@ -65,7 +53,7 @@ START_TEST (test_policy_denies_with_rule)
     liaison_t *es = harness_session (&b, "es-cnp", 0);
     liaison_message_t *m = s_msg (LIAISON_CASE_LEAD, LIAISON_TO_NODE, "it-ps");
     ck_assert_int_eq (liaison_send (es, m, 0), LIAISON_EDENIED);
-    s_expect_receipt (es, "it-ps", "denied", s_at (&b, LINE_DENY_ES_IT));
+    harness_expect_rejected (es, NULL, "it-ps", "denied", s_at (&b, LINE_DENY_ES_IT));
     // The same pair, another type: allowed by the last rule.
     liaison_message_t *ok = s_msg (LIAISON_MLA_REQUEST, LIAISON_TO_NODE, "it-ps");
     ck_assert_int_eq (liaison_send (es, ok, 0), LIAISON_OK);
@@ -167,12 +155,12 @@ START_TEST (test_policy_handling_restricts_addressing)
     liaison_message_t *m = s_msg (LIAISON_CASE_LEAD, LIAISON_TO_GROUP, "eu");
     liaison_message_set_tlp (m, LIAISON_TLP_RED);
     ck_assert_int_eq (liaison_send (de, m, 0), LIAISON_EDENIED);
-    s_expect_receipt (de, "eu", "handling-restricts-addressing", NULL);
+    harness_expect_rejected (de, NULL, "eu", "handling-restricts-addressing", NULL);
     liaison_message_destroy (&m);
     m = s_msg (LIAISON_CASE_LEAD, LIAISON_TO_JURISDICTION, "IT");
     liaison_message_set_handling (m, LIAISON_H2, NULL);
     ck_assert_int_eq (liaison_send (de, m, 0), LIAISON_EDENIED);
-    s_expect_receipt (de, "IT", "handling-restricts-addressing", NULL);
+    harness_expect_rejected (de, NULL, "IT", "handling-restricts-addressing", NULL);
     liaison_message_destroy (&m);
     liaison_close (&de);
     ck_assert_int_eq (harness_broker_stop (&b), 0);

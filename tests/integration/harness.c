@@ -252,6 +252,22 @@ harness_session (broker_t *b, const char *node, int receiver)
     return l;
 }
 
+void
+harness_expect_rejected (liaison_t *l, const uint8_t *id, const char *recipient,
+                         const char *reason, const char *rule)
+{
+    liaison_receipt_t *r = NULL;
+    ck_assert_int_eq (liaison_next_receipt (l, &r, 5000), LIAISON_OK);
+    ck_assert_int_eq (liaison_receipt_status (r), LIAISON_REJECTED);
+    ck_assert_str_eq (liaison_receipt_recipient (r), recipient);
+    ck_assert_str_eq (liaison_receipt_reason (r), reason);
+    if (id)
+        ck_assert_mem_eq (liaison_receipt_id (r), id, LIAISON_ID_LEN);
+    if (rule)
+        ck_assert_str_eq (liaison_receipt_rule (r), rule);
+    liaison_receipt_destroy (&r);
+}
+
 int
 raw_connect (raw_t *r, broker_t *b, const char *subdir)
 {

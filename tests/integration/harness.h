@@ -72,6 +72,11 @@ void harness_node (broker_t *b, node_opts_t *n, const char *subdir);
    test if it cannot connect. */
 liaison_t *harness_session (broker_t *b, const char *node, int receiver);
 
+/* Asserts that the next receipt (within 5 s) is REJECTED for recipient
+   with reason; id and rule are checked unless NULL. */
+void harness_expect_rejected (liaison_t *l, const uint8_t *id, const char *recipient,
+                              const char *reason, const char *rule);
+
 /* Runs a shell command (for liaison-pki and the like); returns its status. */
 int harness_sh (const char *fmt, ...) __attribute__ ((format (printf, 1, 2)));
 
