@@ -128,10 +128,33 @@ wire_codec_check_envelope (const Liaison__Envelope *env, int need_sender,
         return s_err (err, MALFORMED, "reply-without-request", "an MLA reply needs in_reply_to");
     if (env->created_ms < 0 || env->deadline_ms < 0 || env->expires_ms < 0)
         return s_err (err, MALFORMED, "bad-time", "times are non-negative UTC milliseconds");
+    if (env->deadline_class < LIAISON__DEADLINE_CLASS__DEADLINE_NONE
+        || env->deadline_class > LIAISON__DEADLINE_CLASS__DEADLINE_DATE
+        || (env->deadline_class == LIAISON__DEADLINE_CLASS__DEADLINE_DATE && env->deadline_ms == 0)
+        || env->accepted_ms < 0)
+        return s_err (err, MALFORMED, "bad-deadline",
+                      "a deadline is a class (8h, 3d, 7d) or a date with deadline_ms set");
     if (env->body_size != env->body.len)
         return s_err (err, MALFORMED, "bad-body-size", "body_size %llu does not match the body (%zu bytes)",
                       (unsigned long long) env->body_size, env->body.len);
     return 0;
+}
+
+static bool
+s_receipt_bad (const Liaison__Receipt *r)
+{
+    if (r->id.len != WIRE_ID_LEN || r->status < LIAISON__RECEIPT_STATUS__ACCEPTED
+        || r->status > LIAISON__RECEIPT_STATUS__EXPIRED || !s_token_ok (r->recipient, WIRE_MAX_NAME)
+        || !s_token_ok (r->reason, WIRE_MAX_NAME) || !s_text_ok (r->rule, WIRE_MAX_TEXT)
+        || !s_token_ok (r->rules_hash, WIRE_MAX_NAME) || r->signature.len > WIRE_MAX_SIGNATURE
+        || (r->sender[0] && !wire_node_id_valid (r->sender)) || r->n_proof > 16
+        || r->proof_index >= (r->proof_size ? r->proof_size : 1)
+        || r->proof_size > WIRE_MAX_ACK_ITEMS)
+        return true;
+    for (size_t i = 0; i < r->n_proof; i++)
+        if (r->proof[i].len != 32)
+            return true;
+    return false;
 }
 
 // Per-type checks after unpacking.
@@ -158,22 +181,66 @@ s_check (const Liaison__Frame *f, wire_codec_error_t *err)
             return wire_codec_check_envelope (f->submit->envelope, 0, err);
         case LIAISON__FRAME__KIND_DELIVER:
             return wire_codec_check_envelope (f->deliver->envelope, 1, err);
-        case LIAISON__FRAME__KIND_ACK:
-            if (f->ack->id.len != WIRE_ID_LEN || !wire_node_id_valid (f->ack->sender)
-                || (f->ack->status != LIAISON__RECEIPT_STATUS__DELIVERED
-                    && f->ack->status != LIAISON__RECEIPT_STATUS__READ))
-                return s_err (err, MALFORMED, "bad-ack", "ack needs an id, a sender and DELIVERED or READ");
+        case LIAISON__FRAME__KIND_ACK: {
+            const Liaison__Ack *a = f->ack;
+            if (a->n_items == 0 || a->n_items > WIRE_MAX_ACK_ITEMS || a->time_ms < 0
+                || a->signature.len > WIRE_MAX_SIGNATURE
+                || (a->status != LIAISON__RECEIPT_STATUS__DELIVERED
+                    && a->status != LIAISON__RECEIPT_STATUS__READ))
+                return s_err (err, MALFORMED, "bad-ack",
+                              "ack needs 1 to %d items, DELIVERED or READ, and a signature",
+                              WIRE_MAX_ACK_ITEMS);
+            for (size_t i = 0; i < a->n_items; i++)
+                if (a->items[i]->id.len != WIRE_ID_LEN || !wire_node_id_valid (a->items[i]->sender))
+                    return s_err (err, MALFORMED, "bad-ack", "ack item %zu needs an id and a sender", i + 1);
             return 0;
+        }
         case LIAISON__FRAME__KIND_RECEIPT:
-            if (f->receipt->id.len != WIRE_ID_LEN
-                || f->receipt->status < LIAISON__RECEIPT_STATUS__ACCEPTED
-                || f->receipt->status > LIAISON__RECEIPT_STATUS__EXPIRED
-                || !s_token_ok (f->receipt->recipient, WIRE_MAX_NAME)
-                || !s_token_ok (f->receipt->reason, WIRE_MAX_NAME)
-                || !s_text_ok (f->receipt->rule, WIRE_MAX_TEXT)
-                || !s_token_ok (f->receipt->rules_hash, WIRE_MAX_NAME))
+            if (s_receipt_bad (f->receipt))
                 return s_err (err, MALFORMED, "bad-receipt", "receipt carries invalid fields");
             return 0;
+        case LIAISON__FRAME__KIND_QUERY: {
+            const Liaison__Query *q = f->query;
+            bool ok = q->kind >= LIAISON__QUERY_KIND__QUERY_TRAIL
+                      && q->kind <= LIAISON__QUERY_KIND__QUERY_DEADLINES && q->limit <= 1000
+                      && (q->id.len == 0 || q->id.len == WIRE_ID_LEN)
+                      && (!q->sender[0] || wire_node_id_valid (q->sender));
+            if (ok && (q->kind == LIAISON__QUERY_KIND__QUERY_TRAIL
+                       || q->kind == LIAISON__QUERY_KIND__QUERY_FETCH))
+                ok = q->id.len == WIRE_ID_LEN;
+            if (ok && q->kind == LIAISON__QUERY_KIND__QUERY_FETCH)
+                ok = q->sender[0] != 0;
+            if (!ok)
+                return s_err (err, MALFORMED, "bad-query", "query kind, id, sender or limit invalid");
+            return 0;
+        }
+        case LIAISON__FRAME__KIND_ANSWER: {
+            const Liaison__Answer *a = f->answer;
+            for (size_t i = 0; i < a->n_receipts; i++)
+                if (s_receipt_bad (a->receipts[i]))
+                    return s_err (err, MALFORMED, "bad-answer", "receipt %zu invalid", i + 1);
+            for (size_t i = 0; i < a->n_entries; i++)
+                if (a->entries[i]->id.len != WIRE_ID_LEN || !wire_node_id_valid (a->entries[i]->sender))
+                    return s_err (err, MALFORMED, "bad-answer", "mailbox entry %zu invalid", i + 1);
+            for (size_t i = 0; i < a->n_deadlines; i++) {
+                const Liaison__DeadlineEntry *d = a->deadlines[i];
+                if (d->id.len != WIRE_ID_LEN || !wire_node_id_valid (d->sender)
+                    || !wire_node_id_valid (d->recipient))
+                    return s_err (err, MALFORMED, "bad-answer", "deadline entry %zu invalid", i + 1);
+            }
+            if (a->envelope && wire_codec_check_envelope (a->envelope, 1, err))
+                return -1;
+            return 0;
+        }
+        case LIAISON__FRAME__KIND_NOTICE: {
+            const Liaison__Notice *n = f->notice;
+            if (n->id.len != WIRE_ID_LEN || !wire_node_id_valid (n->sender)
+                || !wire_node_id_valid (n->recipient)
+                || (n->kind != LIAISON__NOTICE_KIND__NOTICE_DEADLINE_REMINDER
+                    && n->kind != LIAISON__NOTICE_KIND__NOTICE_DEADLINE_MISSED))
+                return s_err (err, MALFORMED, "bad-notice", "notice carries invalid fields");
+            return 0;
+        }
         case LIAISON__FRAME__KIND_RESOLVE:
             if (wire_codec_check_envelope (f->resolve->envelope, 0, err))
                 return -1;

@@ -16,6 +16,8 @@
 #define WIRE_MAX_NAME 64         /* recipient names, legal basis, software */
 #define WIRE_MAX_CASE_REF 128
 #define WIRE_MAX_TEXT 1024       /* reasons, details, notes */
+#define WIRE_MAX_ACK_ITEMS 256   /* messages one Ack covers */
+#define WIRE_MAX_SIGNATURE 1024  /* bytes of a receipt signature */
 
 /* Why a frame was refused: an ErrorCode, a reason token, human detail. */
 typedef struct {

@@ -347,10 +347,14 @@ START_TEST (test_codec_ack)
 {
     uint8_t id[WIRE_ID_LEN];
     memset (id, 0x11, sizeof id);
+    Liaison__AckItem item = LIAISON__ACK_ITEM__INIT, *items[] = {&item};
+    item.id.data = id;
+    item.id.len = sizeof id;
+    item.sender = "de-bka";
     Liaison__Ack a = LIAISON__ACK__INIT;
-    a.id.data = id;
-    a.id.len = sizeof id;
-    a.sender = "de-bka";
+    a.items = items;
+    a.n_items = 1;
+    a.time_ms = 1;
     a.status = LIAISON__RECEIPT_STATUS__DELIVERED;
     a.signature.data = (uint8_t *) "sig";
     a.signature.len = 3;
@@ -361,8 +365,9 @@ START_TEST (test_codec_ack)
     Liaison__Frame *out = s_round_trip (&f, &err);
     ck_assert_ptr_nonnull (out);
     ck_assert_int_eq (out->kind_case, LIAISON__FRAME__KIND_ACK);
-    s_assert_bytes (out->ack->id, id, sizeof id);
-    ck_assert_str_eq (out->ack->sender, "de-bka");
+    ck_assert_uint_eq (out->ack->n_items, 1);
+    s_assert_bytes (out->ack->items[0]->id, id, sizeof id);
+    ck_assert_str_eq (out->ack->items[0]->sender, "de-bka");
     ck_assert_int_eq (out->ack->status, LIAISON__RECEIPT_STATUS__DELIVERED);
     s_assert_bytes (out->ack->signature, "sig", 3);
     wire_codec_free (&out);
@@ -376,10 +381,16 @@ START_TEST (test_codec_ack)
     a.status = LIAISON__RECEIPT_STATUS__REJECTED;
     s_assert_refused (&f, "bad-ack");
     a.status = LIAISON__RECEIPT_STATUS__DELIVERED;
-    a.id.len = WIRE_ID_LEN - 1;
+    item.id.len = WIRE_ID_LEN - 1;
     s_assert_refused (&f, "bad-ack");
-    a.id.len = WIRE_ID_LEN;
-    a.sender = "";
+    item.id.len = WIRE_ID_LEN;
+    item.sender = "";
+    s_assert_refused (&f, "bad-ack");
+    item.sender = "de-bka";
+    a.n_items = 0;
+    s_assert_refused (&f, "bad-ack");
+    a.n_items = 1;
+    a.time_ms = -1;
     s_assert_refused (&f, "bad-ack");
 }
 END_TEST
@@ -537,8 +548,8 @@ START_TEST (test_codec_unknown_frame)
     ck_assert_int_eq (err.code, MALFORMED);
     ck_assert_str_eq (err.reason, "unknown-frame");
 
-    // Only a field this version does not know (field 15, varint).
-    static const uint8_t unknown[] = {0x78, 0x01};
+    // Only a field this version does not know (field 99, varint).
+    static const uint8_t unknown[] = {0x98, 0x06, 0x01};
     memset (&err, 0, sizeof err);
     ck_assert_ptr_null (wire_codec_decode (unknown, sizeof unknown, &err));
     ck_assert_int_eq (err.code, MALFORMED);
