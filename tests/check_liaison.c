@@ -16,6 +16,8 @@ main (void)
     srunner_add_suite (sr, rules_suite ());
     srunner_add_suite (sr, store_suite ());
     srunner_add_suite (sr, message_suite ());
+    srunner_add_suite (sr, state_suite ());
+    srunner_add_suite (sr, ackproof_suite ());
     srunner_add_suite (sr, broker_suite ());
     srunner_add_suite (sr, cli_suite ());
     srunner_add_suite (sr, policy_suite ());

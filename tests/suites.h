@@ -13,6 +13,8 @@ Suite *tls_suite (void);
 Suite *config_suite (void);
 Suite *store_suite (void);
 Suite *message_suite (void);
+Suite *state_suite (void);
+Suite *ackproof_suite (void);
 Suite *broker_suite (void);
 Suite *cli_suite (void);
 Suite *policy_suite (void);
