@@ -71,6 +71,24 @@ static const char *s_migrations[STORE_SCHEMA_VERSION] = {
     "                    WHERE mailbox.seq = messages.seq AND delivered_ms IS NULL);"
     "CREATE INDEX messages_done ON messages (done_ms) WHERE done_ms IS NOT NULL;"
     "CREATE INDEX messages_expires ON messages (expires_ms) WHERE expires_ms > 0;",
+
+    // 3: legal clocks, one per (request, recipient); a message with a clock
+    // still running is never purged.
+    "CREATE TABLE deadlines ("
+    "  seq INTEGER NOT NULL REFERENCES messages (seq) ON DELETE CASCADE,"
+    "  recipient TEXT NOT NULL,"
+    "  sender TEXT NOT NULL,"
+    "  id BLOB NOT NULL,"
+    "  due_ms INTEGER NOT NULL,"
+    "  remind_ms INTEGER NOT NULL,"
+    "  state INTEGER NOT NULL DEFAULT 1," // 1 open, 2 reminded, 3 missed, 4 answered
+    "  answered_ms INTEGER,"
+    "  PRIMARY KEY (seq, recipient)) WITHOUT ROWID;"
+    "CREATE INDEX deadlines_remind ON deadlines (remind_ms) WHERE state = 1;"
+    "CREATE INDEX deadlines_due ON deadlines (due_ms) WHERE state IN (1, 2);"
+    "CREATE INDEX deadlines_request ON deadlines (id, recipient);"
+    "CREATE INDEX deadlines_sender ON deadlines (sender, due_ms);"
+    "CREATE INDEX deadlines_recipient ON deadlines (recipient, due_ms);",
 };
 
 // The cached statements, prepared once at open.
@@ -91,6 +109,17 @@ enum {
     Q_RECEIPT_ADD,
     Q_RECEIPTS,
     Q_PURGE,
+    Q_SCAN,
+    Q_MAILBOX_ROW,
+    Q_EXPIRED,
+    Q_LIST,
+    Q_FETCH,
+    Q_DEADLINE_ADD,
+    Q_DEADLINE_ANSWER,
+    Q_DEADLINE_REMIND,
+    Q_DEADLINE_MISSED,
+    Q_DEADLINE_SET,
+    Q_DEADLINE_LIST,
     Q_N
 };
 
@@ -125,7 +154,40 @@ static const char *s_sql[Q_N] = {
                       " signature) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [Q_RECEIPTS] = "SELECT recipient, status, reason, rule, time_ms, signature FROM receipts"
                    " WHERE seq = ?1 ORDER BY rid",
-    [Q_PURGE] = "DELETE FROM messages WHERE done_ms < ?1 OR (expires_ms > 0 AND expires_ms < ?1)",
+    [Q_PURGE] = "DELETE FROM messages WHERE (done_ms < ?1 OR (expires_ms > 0 AND expires_ms < ?1))"
+                " AND NOT EXISTS (SELECT 1 FROM deadlines AS d"
+                "                 WHERE d.seq = messages.seq AND d.state IN (1, 2))",
+    [Q_SCAN] = "SELECT b.seq, m.id, m.sender, m.envelope, m.envelope_sha256, m.accepted_ms"
+               " FROM mailbox AS b CROSS JOIN messages AS m ON m.seq = b.seq"
+               " WHERE b.node = ?1 AND b.delivered_ms IS NULL AND b.priority = ?2 AND b.seq > ?3"
+               " ORDER BY b.seq LIMIT ?4",
+    [Q_MAILBOX_ROW] = "SELECT delivered_ms FROM mailbox WHERE seq = ?1 AND node = ?2",
+    [Q_EXPIRED] = "SELECT b.seq, b.node, m.sender, m.id, m.expires_ms"
+                  " FROM messages AS m CROSS JOIN mailbox AS b ON b.seq = m.seq"
+                  " WHERE m.expires_ms > 0 AND m.expires_ms <= ?1 AND b.delivered_ms IS NULL"
+                  " LIMIT ?2",
+    [Q_LIST] = "SELECT b.seq, m.id, m.sender, m.type, b.priority, m.accepted_ms, m.deadline_ms,"
+               " length (m.envelope)"
+               " FROM mailbox AS b CROSS JOIN messages AS m ON m.seq = b.seq"
+               " WHERE b.node = ?1 AND b.delivered_ms IS NULL AND b.seq > ?2"
+               " ORDER BY b.seq LIMIT ?3",
+    [Q_FETCH] = "SELECT m.envelope, m.envelope_sha256 FROM messages AS m"
+                " CROSS JOIN mailbox AS b ON b.seq = m.seq"
+                " WHERE m.sender = ?1 AND m.id = ?2 AND b.node = ?3",
+    [Q_DEADLINE_ADD] = "INSERT OR IGNORE INTO deadlines (seq, recipient, sender, id, due_ms,"
+                       " remind_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [Q_DEADLINE_ANSWER] = "UPDATE deadlines SET answered_ms = ?4,"
+                          " state = CASE WHEN state IN (1, 2) THEN 4 ELSE state END"
+                          " WHERE id = ?1 AND recipient = ?2 AND sender = ?3"
+                          " AND answered_ms IS NULL",
+    [Q_DEADLINE_REMIND] = "SELECT seq, recipient, sender, id, due_ms, 2 FROM deadlines"
+                          " WHERE state = 1 AND remind_ms <= ?1 LIMIT ?2",
+    [Q_DEADLINE_MISSED] = "SELECT seq, recipient, sender, id, due_ms, 3 FROM deadlines"
+                          " WHERE state IN (1, 2) AND due_ms <= ?1 LIMIT ?2",
+    [Q_DEADLINE_SET] = "UPDATE deadlines SET state = ?3 WHERE seq = ?1 AND recipient = ?2",
+    [Q_DEADLINE_LIST] = "SELECT id, sender, recipient, due_ms, state, answered_ms FROM deadlines"
+                        " WHERE (sender = ?1 OR recipient = ?1) AND state IN (1, 2, 3)"
+                        " ORDER BY due_ms LIMIT ?2",
 };
 
 struct store {
@@ -141,6 +203,7 @@ struct store {
     size_t staged;      // changes staged in it, for error messages
     bool size_known;    // used_bytes was read since the last commit or rollback
     int64_t used_bytes; // pages in use times page size, plus estimates for puts since
+    uint64_t last_seq;  // seq of the last message stored
     EVP_MD *sha256;
     EVP_MD_CTX *md;
     char err[768];
@@ -739,7 +802,20 @@ store_put (store_t *self, const store_msg_t *m, int64_t *accepted_ms)
         rc = s_exec (st);
         if (rc != SQLITE_DONE)
             return s_fail (self, rc, "adding a message to a mailbox");
+        if (m->deadline_ms > 0) {
+            sqlite3_stmt *d = self->q[Q_DEADLINE_ADD];
+            sqlite3_bind_int64 (d, 1, seq);
+            sqlite3_bind_text (d, 2, m->recipients[i], -1, SQLITE_STATIC);
+            sqlite3_bind_text (d, 3, m->sender, -1, SQLITE_STATIC);
+            sqlite3_bind_blob (d, 4, m->id, 16, SQLITE_STATIC);
+            sqlite3_bind_int64 (d, 5, m->deadline_ms);
+            sqlite3_bind_int64 (d, 6, m->remind_ms ? m->remind_ms : m->deadline_ms);
+            rc = s_exec (d);
+            if (rc != SQLITE_DONE)
+                return s_fail (self, rc, "starting a deadline clock");
+        }
     }
+    self->last_seq = (uint64_t) seq;
     self->staged++;
     self->used_bytes += growth;
     return STORE_OK;
@@ -892,8 +968,10 @@ store_mailbox_count (store_t *self, const char *node)
 
 store_rc_t
 store_delivered (store_t *self, const char *node, const char *sender, const uint8_t id[16],
-                 int64_t when_ms)
+                 int64_t when_ms, bool *first)
 {
+    if (first)
+        *first = false;
     if (!self)
         return STORE_ERROR;
     if (!node || !sender || !id) {
@@ -905,14 +983,26 @@ store_delivered (store_t *self, const char *node, const char *sender, const uint
     if (found < 0)
         return s_fail (self, -found, "looking up (sender, id)");
     if (!found)
-        return STORE_OK; // purged after delivery, or never stored: nothing to deliver
+        return STORE_NOTFOUND; // purged after delivery, or never stored
+    sqlite3_stmt *st = self->q[Q_MAILBOX_ROW];
+    sqlite3_bind_int64 (st, 1, seq);
+    sqlite3_bind_text (st, 2, node, -1, SQLITE_STATIC);
+    int rc = sqlite3_step (st);
+    bool open = rc == SQLITE_ROW && sqlite3_column_type (st, 0) == SQLITE_NULL;
+    sqlite3_reset (st);
+    if (rc == SQLITE_DONE)
+        return STORE_NOTFOUND; // not addressed to this node
+    if (rc != SQLITE_ROW)
+        return s_fail (self, rc, "reading a mailbox entry");
+    if (!open)
+        return STORE_OK; // delivered or expired already
     if (s_begin_group (self))
         return STORE_ERROR;
-    sqlite3_stmt *st = self->q[Q_DELIVER];
+    st = self->q[Q_DELIVER];
     sqlite3_bind_int64 (st, 1, seq);
     sqlite3_bind_text (st, 2, node, -1, SQLITE_STATIC);
     sqlite3_bind_int64 (st, 3, when_ms);
-    int rc = s_exec (st);
+    rc = s_exec (st);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "marking a message delivered");
     if (sqlite3_changes (self->db) > 0) {
@@ -924,6 +1014,8 @@ store_delivered (store_t *self, const char *node, const char *sender, const uint
         if (rc != SQLITE_DONE)
             return s_fail (self, rc, "marking a message done");
         self->staged++;
+        if (first)
+            *first = true;
     }
     return STORE_OK;
 }
@@ -1197,4 +1289,325 @@ done:
     if (result == 0)
         snprintf (report, len, "ok");
     return result;
+}
+
+uint64_t
+store_last_seq (const store_t *self)
+{
+    return self ? self->last_seq : 0;
+}
+
+// Checks an envelope read back against its stored SHA-256; 0 if sound.
+static int
+s_envelope_sound (store_t *self, sqlite3_stmt *st, int env_col, int sha_col)
+{
+    const void *env = sqlite3_column_blob (st, env_col);
+    size_t len = (size_t) sqlite3_column_bytes (st, env_col);
+    const void *stored = sqlite3_column_blob (st, sha_col);
+    uint8_t sha[32];
+    if (s_sha256 (self, env ? env : "", len, sha) || sqlite3_column_bytes (st, sha_col) != 32
+        || !stored || memcmp (sha, stored, 32) != 0)
+        return -1;
+    return 0;
+}
+
+int
+store_mailbox_scan (store_t *self, const char *node, int priority, uint64_t after, size_t max,
+                    store_scan_fn *fn, void *arg, uint64_t *damaged_seq)
+{
+    if (!self)
+        return STORE_ERROR;
+    if (!node || !fn) {
+        s_err (self, "store_mailbox_scan: no node or callback (a bug in the caller)");
+        return STORE_ERROR;
+    }
+    sqlite3_stmt *st = self->q[Q_SCAN];
+    sqlite3_bind_text (st, 1, node, -1, SQLITE_STATIC);
+    sqlite3_bind_int (st, 2, priority);
+    sqlite3_bind_int64 (st, 3, (int64_t) after);
+    sqlite3_bind_int64 (st, 4, (int64_t) max);
+    int taken = 0, rc;
+    while ((rc = sqlite3_step (st)) == SQLITE_ROW) {
+        uint64_t seq = (uint64_t) sqlite3_column_int64 (st, 0);
+        const uint8_t *id = sqlite3_column_blob (st, 1);
+        const char *sender = (const char *) sqlite3_column_text (st, 2);
+        if (!id || sqlite3_column_bytes (st, 1) != 16 || !sender
+            || s_envelope_sound (self, st, 3, 4)) {
+            s_err (self,
+                   "store %s: message seq %" PRIu64 " in %s's mailbox fails its SHA-256 check: "
+                   "refused, not delivered; the store is damaged: run liaisond store-check",
+                   self->path, seq, node);
+            if (damaged_seq)
+                *damaged_seq = seq;
+            sqlite3_reset (st);
+            return STORE_DAMAGED;
+        }
+        const uint8_t *env = sqlite3_column_blob (st, 3);
+        if (fn (arg, seq, id, sender, env ? env : (const uint8_t *) "",
+                (size_t) sqlite3_column_bytes (st, 3)))
+            break;
+        taken++;
+    }
+    sqlite3_reset (st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return s_fail (self, rc, "reading a mailbox");
+    return taken;
+}
+
+int
+store_mailbox_list (store_t *self, const char *node, uint64_t after, size_t max,
+                    store_list_fn *fn, void *arg)
+{
+    if (!self)
+        return STORE_ERROR;
+    if (!node || !fn) {
+        s_err (self, "store_mailbox_list: no node or callback (a bug in the caller)");
+        return STORE_ERROR;
+    }
+    sqlite3_stmt *st = self->q[Q_LIST];
+    sqlite3_bind_text (st, 1, node, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (st, 2, (int64_t) after);
+    sqlite3_bind_int64 (st, 3, (int64_t) max);
+    int n = 0, rc;
+    while ((rc = sqlite3_step (st)) == SQLITE_ROW) {
+        store_listing_t e = {0};
+        e.seq = (uint64_t) sqlite3_column_int64 (st, 0);
+        const void *id = sqlite3_column_blob (st, 1);
+        if (id && sqlite3_column_bytes (st, 1) == 16)
+            memcpy (e.id, id, 16);
+        const char *sender = (const char *) sqlite3_column_text (st, 2);
+        snprintf (e.sender, sizeof e.sender, "%s", sender ? sender : "");
+        e.type = sqlite3_column_int (st, 3);
+        e.priority = sqlite3_column_int (st, 4);
+        e.accepted_ms = sqlite3_column_int64 (st, 5);
+        e.deadline_ms = sqlite3_column_int64 (st, 6);
+        e.size = (uint64_t) sqlite3_column_int64 (st, 7);
+        fn (arg, &e);
+        n++;
+    }
+    sqlite3_reset (st);
+    if (rc != SQLITE_DONE)
+        return s_fail (self, rc, "listing a mailbox");
+    return n;
+}
+
+store_rc_t
+store_fetch (store_t *self, const char *node, const char *sender, const uint8_t id[16],
+             store_fetch_fn *fn, void *arg)
+{
+    if (!self)
+        return STORE_ERROR;
+    if (!node || !sender || !id || !fn) {
+        s_err (self, "store_fetch: no node, sender, id or callback (a bug in the caller)");
+        return STORE_ERROR;
+    }
+    sqlite3_stmt *st = self->q[Q_FETCH];
+    sqlite3_bind_text (st, 1, sender, -1, SQLITE_STATIC);
+    sqlite3_bind_blob (st, 2, id, 16, SQLITE_STATIC);
+    sqlite3_bind_text (st, 3, node, -1, SQLITE_STATIC);
+    int rc = sqlite3_step (st);
+    store_rc_t out = STORE_OK;
+    if (rc == SQLITE_ROW) {
+        if (s_envelope_sound (self, st, 0, 1)) {
+            char hex[33];
+            s_hex (id, 16, hex);
+            s_err (self,
+                   "store %s: message %s from %s fails its SHA-256 check: refused; the store is "
+                   "damaged: run liaisond store-check",
+                   self->path, hex, sender);
+            out = STORE_DAMAGED;
+        }
+        else {
+            const uint8_t *env = sqlite3_column_blob (st, 0);
+            fn (arg, env ? env : (const uint8_t *) "", (size_t) sqlite3_column_bytes (st, 0));
+        }
+    }
+    else if (rc == SQLITE_DONE)
+        out = STORE_NOTFOUND;
+    sqlite3_reset (st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return s_fail (self, rc, "fetching a message");
+    return out;
+}
+
+int
+store_expire (store_t *self, int64_t now_ms, size_t max, store_expired_fn *fn, void *arg)
+{
+    if (!self)
+        return STORE_ERROR;
+    /* Collect first, then change: the rows read are the rows updated. */
+    struct {
+        int64_t seq, expires_ms;
+        char node[34], sender[34];
+        uint8_t id[16];
+    } found[64];
+    if (max > sizeof found / sizeof found[0])
+        max = sizeof found / sizeof found[0];
+    sqlite3_stmt *st = self->q[Q_EXPIRED];
+    sqlite3_bind_int64 (st, 1, now_ms);
+    sqlite3_bind_int64 (st, 2, (int64_t) max);
+    size_t n = 0;
+    int rc;
+    while (n < max && (rc = sqlite3_step (st)) == SQLITE_ROW) {
+        found[n].seq = sqlite3_column_int64 (st, 0);
+        snprintf (found[n].node, sizeof found[n].node, "%s",
+                  (const char *) sqlite3_column_text (st, 1));
+        snprintf (found[n].sender, sizeof found[n].sender, "%s",
+                  (const char *) sqlite3_column_text (st, 2));
+        const void *id = sqlite3_column_blob (st, 3);
+        memset (found[n].id, 0, 16);
+        if (id && sqlite3_column_bytes (st, 3) == 16)
+            memcpy (found[n].id, id, 16);
+        found[n].expires_ms = sqlite3_column_int64 (st, 4);
+        n++;
+    }
+    sqlite3_reset (st);
+    if (n < max && rc != SQLITE_DONE)
+        return s_fail (self, rc, "looking for expired messages");
+    for (size_t i = 0; i < n; i++) {
+        if (s_begin_group (self))
+            return STORE_ERROR;
+        st = self->q[Q_DELIVER];
+        sqlite3_bind_int64 (st, 1, found[i].seq);
+        sqlite3_bind_text (st, 2, found[i].node, -1, SQLITE_STATIC);
+        sqlite3_bind_int64 (st, 3, now_ms);
+        rc = s_exec (st);
+        if (rc == SQLITE_DONE) {
+            st = self->q[Q_DONE];
+            sqlite3_bind_int64 (st, 1, found[i].seq);
+            sqlite3_bind_int64 (st, 2, now_ms);
+            rc = s_exec (st);
+        }
+        if (rc != SQLITE_DONE)
+            return s_fail (self, rc, "expiring a message");
+        store_rc_t r = store_receipt_add (self, found[i].sender, found[i].id, found[i].node,
+                                          5 /* EXPIRED */, "ttl-expired", NULL, now_ms, NULL, 0);
+        if (r != STORE_OK)
+            return r;
+        if (fn)
+            fn (arg, found[i].node, found[i].sender, found[i].id, found[i].expires_ms);
+    }
+    return (int) n;
+}
+
+int
+store_deadline_answer (store_t *self, const char *sender, const uint8_t id[16],
+                       const char *replier, int64_t now_ms)
+{
+    if (!self)
+        return STORE_ERROR;
+    if (!sender || !id || !replier) {
+        s_err (self, "store_deadline_answer: no sender, id or replier (a bug in the caller)");
+        return STORE_ERROR;
+    }
+    if (s_begin_group (self))
+        return STORE_ERROR;
+    sqlite3_stmt *st = self->q[Q_DEADLINE_ANSWER];
+    sqlite3_bind_blob (st, 1, id, 16, SQLITE_STATIC);
+    sqlite3_bind_text (st, 2, replier, -1, SQLITE_STATIC);
+    sqlite3_bind_text (st, 3, sender, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (st, 4, now_ms);
+    int rc = s_exec (st);
+    if (rc != SQLITE_DONE)
+        return s_fail (self, rc, "stopping a deadline clock");
+    int n = sqlite3_changes (self->db);
+    self->staged += (size_t) n;
+    return n > 0;
+}
+
+// Reads the clocks one tick query selects, then moves each to its state.
+static int
+s_tick (store_t *self, int q, int64_t now_ms, size_t max, store_deadline_fn *fn, void *arg)
+{
+    struct {
+        int64_t seq, due_ms;
+        int state;
+        char recipient[34], sender[34];
+        uint8_t id[16];
+    } found[64];
+    if (max > sizeof found / sizeof found[0])
+        max = sizeof found / sizeof found[0];
+    sqlite3_stmt *st = self->q[q];
+    sqlite3_bind_int64 (st, 1, now_ms);
+    sqlite3_bind_int64 (st, 2, (int64_t) max);
+    size_t n = 0;
+    int rc;
+    while (n < max && (rc = sqlite3_step (st)) == SQLITE_ROW) {
+        found[n].seq = sqlite3_column_int64 (st, 0);
+        snprintf (found[n].recipient, sizeof found[n].recipient, "%s",
+                  (const char *) sqlite3_column_text (st, 1));
+        snprintf (found[n].sender, sizeof found[n].sender, "%s",
+                  (const char *) sqlite3_column_text (st, 2));
+        const void *id = sqlite3_column_blob (st, 3);
+        memset (found[n].id, 0, 16);
+        if (id && sqlite3_column_bytes (st, 3) == 16)
+            memcpy (found[n].id, id, 16);
+        found[n].due_ms = sqlite3_column_int64 (st, 4);
+        found[n].state = sqlite3_column_int (st, 5);
+        n++;
+    }
+    sqlite3_reset (st);
+    if (n < max && rc != SQLITE_DONE)
+        return s_fail (self, rc, "reading deadline clocks");
+    for (size_t i = 0; i < n; i++) {
+        if (s_begin_group (self))
+            return STORE_ERROR;
+        st = self->q[Q_DEADLINE_SET];
+        sqlite3_bind_int64 (st, 1, found[i].seq);
+        sqlite3_bind_text (st, 2, found[i].recipient, -1, SQLITE_STATIC);
+        sqlite3_bind_int (st, 3, found[i].state);
+        rc = s_exec (st);
+        if (rc != SQLITE_DONE)
+            return s_fail (self, rc, "moving a deadline clock");
+        self->staged++;
+        if (fn)
+            fn (arg, found[i].sender, found[i].id, found[i].recipient, found[i].due_ms,
+                found[i].state, 0);
+    }
+    return (int) n;
+}
+
+int
+store_deadlines_tick (store_t *self, int64_t now_ms, size_t max, store_deadline_fn *fn, void *arg)
+{
+    if (!self)
+        return STORE_ERROR;
+    // Missed first: a clock whose reminder and deadline both passed while
+    // the broker was down is reported missed, not reminded.
+    int missed = s_tick (self, Q_DEADLINE_MISSED, now_ms, max, fn, arg);
+    if (missed < 0)
+        return missed;
+    int reminded = s_tick (self, Q_DEADLINE_REMIND, now_ms, max, fn, arg);
+    if (reminded < 0)
+        return reminded;
+    return missed + reminded;
+}
+
+int
+store_deadlines_list (store_t *self, const char *node, size_t max, store_deadline_fn *fn, void *arg)
+{
+    if (!self)
+        return STORE_ERROR;
+    if (!node || !fn) {
+        s_err (self, "store_deadlines_list: no node or callback (a bug in the caller)");
+        return STORE_ERROR;
+    }
+    sqlite3_stmt *st = self->q[Q_DEADLINE_LIST];
+    sqlite3_bind_text (st, 1, node, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (st, 2, (int64_t) max);
+    int n = 0, rc;
+    while ((rc = sqlite3_step (st)) == SQLITE_ROW) {
+        uint8_t id[16] = {0};
+        const void *blob = sqlite3_column_blob (st, 0);
+        if (blob && sqlite3_column_bytes (st, 0) == 16)
+            memcpy (id, blob, 16);
+        fn (arg, (const char *) sqlite3_column_text (st, 1), id,
+            (const char *) sqlite3_column_text (st, 2), sqlite3_column_int64 (st, 3),
+            sqlite3_column_int (st, 4), sqlite3_column_int64 (st, 5));
+        n++;
+    }
+    sqlite3_reset (st);
+    if (rc != SQLITE_DONE)
+        return s_fail (self, rc, "listing deadline clocks");
+    return n;
 }

@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 2
+#define STORE_SCHEMA_VERSION 3
 
 typedef struct store store_t;
 
@@ -34,7 +34,8 @@ typedef enum {
     STORE_ERROR = -1,          /* SQLite failed; message names the cause */
     STORE_CONFLICT = -2,       /* same (sender, id), another digest */
     STORE_FULL = -3,           /* the size bound (or the disk) is reached */
-    STORE_DAMAGED = -4         /* a stored envelope fails its SHA-256 */
+    STORE_DAMAGED = -4,        /* a stored envelope fails its SHA-256 */
+    STORE_NOTFOUND = -5        /* no such message in that node's mailbox */
 } store_rc_t;
 
 /* Opens (creating if needed, mode 0600) and migrates the database.
@@ -62,6 +63,7 @@ typedef struct {
     int64_t accepted_ms;
     int64_t deadline_ms;       /* 0: none */
     int64_t expires_ms;        /* 0: none */
+    int64_t remind_ms;         /* with deadline_ms: when to remind the recipients */
     const char *const *recipients;  /* node ids, distinct */
     size_t n_recipients;
 } store_msg_t;
@@ -70,6 +72,9 @@ typedef struct {
    STORE_DUPLICATE, *accepted_ms (if not NULL) gets the original
    acceptance time. Nothing staged is durable before store_commit. */
 store_rc_t store_put (store_t *self, const store_msg_t *m, int64_t *accepted_ms);
+
+/* The seq store_put gave the last message it stored (not a duplicate). */
+uint64_t store_last_seq (const store_t *self);
 
 /* Makes everything staged since the last commit durable, in one
    transaction (one fsync). STORE_OK, or an error after which everything
@@ -109,14 +114,89 @@ void store_entry_clear (store_entry_t *e);
 store_rc_t store_mailbox_page (store_t *self, const char *node, store_cursor_t *cursor,
                                store_entry_t *out, size_t max, size_t *n);
 
+/* The delivery scan: node's undelivered entries of one priority with seq
+   greater than after, in seq order, at most max. fn is called for each
+   with the envelope borrowed (valid during the call, already checked
+   against its SHA-256); fn returns 0 to take the entry and go on, nonzero
+   to stop before it (not taken). Returns the number taken, or a negative
+   store_rc_t; for STORE_DAMAGED *damaged_seq is the damaged entry's seq
+   (the entries before it were taken). Call it with no group pending, so
+   only committed messages are ever handed out. */
+typedef int (store_scan_fn) (void *arg, uint64_t seq, const uint8_t id[16], const char *sender,
+                             const uint8_t *envelope, size_t len);
+int store_mailbox_scan (store_t *self, const char *node, int priority, uint64_t after, size_t max,
+                        store_scan_fn *fn, void *arg, uint64_t *damaged_seq);
+
+/* Lists node's undelivered mailbox without changing it: entries with seq
+   greater than after in seq order, at most max; returns the number, or a
+   negative store_rc_t. */
+typedef struct {
+    uint64_t seq;
+    uint8_t id[16];
+    char sender[34];
+    int type, priority;
+    int64_t accepted_ms, deadline_ms;
+    uint64_t size;
+} store_listing_t;
+
+typedef void (store_list_fn) (void *arg, const store_listing_t *entry);
+int store_mailbox_list (store_t *self, const char *node, uint64_t after, size_t max,
+                        store_list_fn *fn, void *arg);
+
+/* One message of node's mailbox (delivered or not, while stored), its
+   envelope checked against its SHA-256 and handed to fn. STORE_OK,
+   STORE_NOTFOUND, STORE_DAMAGED or STORE_ERROR. */
+typedef void (store_fetch_fn) (void *arg, const uint8_t *envelope, size_t len);
+store_rc_t store_fetch (store_t *self, const char *node, const char *sender, const uint8_t id[16],
+                        store_fetch_fn *fn, void *arg);
+
 /* Number of entries in node's mailbox not yet delivered. */
 int64_t store_mailbox_count (store_t *self, const char *node);
 
 /* The recipient has the message durably: it leaves the mailbox (staged in
    the group transaction like store_put). STORE_OK also when it was
-   delivered already (idempotent). */
+   delivered (or expired) already, with *first (if not NULL) false;
+   STORE_NOTFOUND when the message was never in node's mailbox (or is
+   purged): a node acknowledges only what was sent to it. */
 store_rc_t store_delivered (store_t *self, const char *node, const char *sender,
-                            const uint8_t id[16], int64_t when_ms);
+                            const uint8_t id[16], int64_t when_ms, bool *first);
+
+/* Takes up to max undelivered mailbox entries whose message expired at or
+   before now_ms out of their mailboxes (staged), records an EXPIRED
+   receipt for each, and calls fn for each. Returns the number, or a
+   negative store_rc_t. */
+typedef void (store_expired_fn) (void *arg, const char *node, const char *sender,
+                                 const uint8_t id[16], int64_t expires_ms);
+int store_expire (store_t *self, int64_t now_ms, size_t max, store_expired_fn *fn, void *arg);
+
+/* Deadlines. store_put starts one clock per recipient for a message with
+   deadline_ms. A reply from `replier` to `sender`'s request `id` stops
+   replier's clock (staged); 1 if a running or missed clock was answered,
+   0 if none, or a negative store_rc_t. */
+int store_deadline_answer (store_t *self, const char *sender, const uint8_t id[16],
+                           const char *replier, int64_t now_ms);
+
+typedef enum {
+    STORE_DEADLINE_OPEN = 1,
+    STORE_DEADLINE_DUE_SOON = 2,
+    STORE_DEADLINE_MISSED = 3,
+    STORE_DEADLINE_ANSWERED = 4
+} store_deadline_state_t;
+
+typedef void (store_deadline_fn) (void *arg, const char *sender, const uint8_t id[16],
+                                  const char *recipient, int64_t due_ms, int state,
+                                  int64_t answered_ms);
+
+/* Moves clocks whose reminder time passed to DUE_SOON and clocks whose
+   deadline passed to MISSED (staged), at most max of each, calling fn
+   with the new state. Returns the number moved, or a negative store_rc_t. */
+int store_deadlines_tick (store_t *self, int64_t now_ms, size_t max, store_deadline_fn *fn,
+                          void *arg);
+
+/* The running and missed clocks node is party to (as sender or
+   recipient), soonest first, at most max. Returns the number or < 0. */
+int store_deadlines_list (store_t *self, const char *node, size_t max, store_deadline_fn *fn,
+                          void *arg);
 
 /* Receipt trail. status is LIAISON__RECEIPT_STATUS__*; reason and rule may
    be NULL; signature may be NULL. Staged like store_put. */

@@ -626,13 +626,13 @@ START_TEST (test_store_newer_refused)
     s_dir (db, sizeof db);
     store_t *s = s_open (db, 0, 0);
     store_close (&s);
-    s_sql_exec (db, "PRAGMA user_version = 3");
+    s_sql_exec (db, "PRAGMA user_version = 99");
     char want[128];
     snprintf (want, sizeof want,
-              "store schema 3 is newer than this liaisond (%d); upgrade liaisond",
+              "store schema 99 is newer than this liaisond (%d); upgrade liaisond",
               STORE_SCHEMA_VERSION);
     s_open_refused (db, want);
-    ck_assert_int_eq (s_sql_int (db, "PRAGMA user_version"), 3);
+    ck_assert_int_eq (s_sql_int (db, "PRAGMA user_version"), 99);
 }
 END_TEST
 
@@ -973,15 +973,21 @@ START_TEST (test_store_delivered)
     }
     s_commit_ok (s);
     // Expected order for both: 1 3 5 (priority 1), 0 2 4.
-    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[3].id, 5000), STORE_OK);
-    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[0].id, 5000), STORE_OK);
+    bool first = false;
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[3].id, 5000, &first), STORE_OK);
+    ck_assert (first);
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[0].id, 5000, NULL), STORE_OK);
     ck_assert (store_pending (s));
-    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[3].id, 6000), STORE_OK);
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[3].id, 6000, &first), STORE_OK);
+    ck_assert (!first);
+    // A node acknowledges only what was addressed to it.
+    ck_assert_int_eq (store_delivered (s, "nodeQ", "nodeA", t[3].id, 6000, &first),
+                      STORE_NOTFOUND);
     s_commit_ok (s);
-    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[3].id, 7000), STORE_OK);
-    // Unknown messages (purged long ago) are fine too.
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[3].id, 7000, NULL), STORE_OK);
+    // Unknown messages (purged long ago, or never sent) are not found.
     uint8_t unknown[16] = {9, 9, 9};
-    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", unknown, 7000), STORE_OK);
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", unknown, 7000, NULL), STORE_NOTFOUND);
     s_commit_ok (s);
     ck_assert_int_eq (s_sql_int (db, "SELECT delivered_ms FROM mailbox WHERE seq = 4 AND node = "
                                      "'nodeX'"),
@@ -1009,8 +1015,8 @@ START_TEST (test_store_delivered)
     s_entry_is (&e[1], &t[3]);
     store_entry_clear (&e[0]);
     store_entry_clear (&e[1]);
-    ck_assert_int_eq (store_delivered (s, "nodeY", "nodeA", t[1].id, 8000), STORE_OK);
-    ck_assert_int_eq (store_delivered (s, "nodeY", "nodeA", t[5].id, 8000), STORE_OK);
+    ck_assert_int_eq (store_delivered (s, "nodeY", "nodeA", t[1].id, 8000, NULL), STORE_OK);
+    ck_assert_int_eq (store_delivered (s, "nodeY", "nodeA", t[5].id, 8000, NULL), STORE_OK);
     ck_assert_int_eq (store_mailbox_page (s, "nodeY", &cur, e, 8, &n), STORE_OK);
     ck_assert_uint_eq (n, 3);
     s_entry_is (&e[0], &t[0]);
@@ -1129,11 +1135,11 @@ START_TEST (test_store_purge)
             store_receipt_add (s, "nodeA", t[i].id, "nodeX", 1, NULL, NULL, 10, NULL, 0), STORE_OK);
     }
     // t0 delivered to both at 100 and 120; t1 to one of two; t4 to both at 500.
-    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[0].id, 100), STORE_OK);
-    ck_assert_int_eq (store_delivered (s, "nodeY", "nodeA", t[0].id, 120), STORE_OK);
-    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[1].id, 100), STORE_OK);
-    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[4].id, 400), STORE_OK);
-    ck_assert_int_eq (store_delivered (s, "nodeY", "nodeA", t[4].id, 500), STORE_OK);
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[0].id, 100, NULL), STORE_OK);
+    ck_assert_int_eq (store_delivered (s, "nodeY", "nodeA", t[0].id, 120, NULL), STORE_OK);
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[1].id, 100, NULL), STORE_OK);
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[4].id, 400, NULL), STORE_OK);
+    ck_assert_int_eq (store_delivered (s, "nodeY", "nodeA", t[4].id, 500, NULL), STORE_OK);
     int64_t purged = -1;
     ck_assert_int_eq (store_purge (s, 1000, &purged), STORE_ERROR); // the group is open
     ck_assert_msg (strstr (store_error (s), "store_commit first"), "%s", store_error (s));
@@ -1156,8 +1162,8 @@ START_TEST (test_store_purge)
     ck_assert_int_eq (store_receipts (s, "nodeA", t[0].id, NULL, NULL), 0);
     ck_assert_int_eq (store_receipts (s, "nodeA", t[1].id, NULL, NULL), 1);
     ck_assert_int_eq (store_mailbox_count (s, "nodeY"), 1);
-    // A purged message's id is free again; its late delivery report is harmless.
-    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[0].id, 2000), STORE_OK);
+    // A purged message's id is free again; its late delivery report finds nothing.
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[0].id, 2000, NULL), STORE_NOTFOUND);
     s_put_ok (s, &t[0]);
     s_commit_ok (s);
     ck_assert_int_eq (s_sql_int (db, "SELECT max (seq) FROM messages"), 6); // never reused
@@ -1213,7 +1219,7 @@ START_TEST (test_store_full_bound)
     // Space returns once delivered messages are purged.
     for (uint32_t i = 0; i < accepted / 2; i++) {
         s_msg (&first, "nodeA", i, 0, 1024, "nodeB");
-        ck_assert_int_eq (store_delivered (s, "nodeB", "nodeA", first.id, 10), STORE_OK);
+        ck_assert_int_eq (store_delivered (s, "nodeB", "nodeA", first.id, 10, NULL), STORE_OK);
     }
     s_commit_ok (s);
     int64_t purged = 0;
