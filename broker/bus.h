@@ -7,6 +7,7 @@
 #ifndef LIAISON_BUS_H
 #define LIAISON_BUS_H
 
+#include <openssl/evp.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -39,6 +40,7 @@ typedef struct {
     char jurisdiction[3];
     char org[65];
     char serial[41];
+    EVP_PKEY *key;       /* the certificate's public key (one reference), or NULL */
 } bus_peer_t;
 
 /* Why the core closes a session. */

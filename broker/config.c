@@ -30,10 +30,15 @@ static const char *s_keys[] = {
     "liaisond/limits/handshake_timeout_ms",
     "liaisond/limits/max_pending_bytes",
     "liaisond/limits/reassembly_budget",
-    "liaisond/limits/receiver_queue",
-    "liaisond/limits/receiver_queue_bytes",
     "liaisond/limits/max_handshakes",
     "liaisond/limits/max_sessions_per_node",
+    "liaisond/store",
+    "liaisond/store/max_bytes",
+    "liaisond/store/wal_limit_bytes",
+    "liaisond/store/retention_s",
+    "liaisond/store/purge_interval_s",
+    "liaisond/deadlines",
+    "liaisond/deadlines/remind_percent",
     NULL,
 };
 
@@ -196,7 +201,7 @@ config_load (const char *path, char *err, size_t errlen)
         config_destroy (&self);
         goto done;
     }
-    uint64_t v[12];
+    uint64_t v[17];
     if (s_number (root, "liaisond/limits/max_frame", WIRE_FRAME_DEFAULT_MAX, 4096,
                   WIRE_FRAME_CEILING, &v[0], path, err, errlen)
         || s_number (root, "liaisond/limits/max_connections", 4096, 1, 1000000, &v[1], path,
@@ -213,14 +218,20 @@ config_load (const char *path, char *err, size_t errlen)
                      (uint64_t) 1 << 34, &v[6], path, err, errlen)
         || s_number (root, "liaisond/limits/reassembly_budget", 256 * 1024 * 1024,
                      WIRE_FRAME_DEFAULT_MAX, (uint64_t) 1 << 40, &v[7], path, err, errlen)
-        || s_number (root, "liaisond/limits/receiver_queue", 1024, 1, 1000000, &v[8], path,
+        || s_number (root, "liaisond/store/max_bytes", 0, 0, (uint64_t) 1 << 50, &v[8], path,
                      err, errlen)
-        || s_number (root, "liaisond/limits/receiver_queue_bytes", 64 * 1024 * 1024,
-                     WIRE_FRAME_DEFAULT_MAX, (uint64_t) 1 << 36, &v[9], path, err, errlen)
+        || s_number (root, "liaisond/store/wal_limit_bytes", 64 * 1024 * 1024, 1024 * 1024,
+                     (uint64_t) 1 << 40, &v[9], path, err, errlen)
         || s_number (root, "liaisond/limits/max_handshakes", 256, 1, 1000000, &v[10], path,
                      err, errlen)
         || s_number (root, "liaisond/limits/max_sessions_per_node", 16, 1, 100000, &v[11],
-                     path, err, errlen)) {
+                     path, err, errlen)
+        || s_number (root, "liaisond/store/retention_s", 30 * 86400, 0, 100ULL * 365 * 86400,
+                     &v[12], path, err, errlen)
+        || s_number (root, "liaisond/store/purge_interval_s", 3600, 1, 86400, &v[13], path, err,
+                     errlen)
+        || s_number (root, "liaisond/deadlines/remind_percent", 25, 1, 99, &v[14], path, err,
+                     errlen)) {
         config_destroy (&self);
         goto done;
     }
@@ -232,8 +243,11 @@ config_load (const char *path, char *err, size_t errlen)
     self->handshake_timeout_ms = (uint32_t) v[5];
     self->max_pending_bytes = v[6];
     self->reassembly_budget = v[7];
-    self->receiver_queue = (uint32_t) v[8];
-    self->receiver_queue_bytes = v[9];
+    self->store_max_bytes = v[8];
+    self->store_wal_limit_bytes = v[9];
+    self->retention_s = v[12];
+    self->purge_interval_s = (uint32_t) v[13];
+    self->remind_percent = (uint32_t) v[14];
     self->max_handshakes = (uint32_t) v[10];
     self->max_sessions_per_node = (uint32_t) v[11];
     // Credit comes back once half the window is processed: with less than

@@ -7,7 +7,7 @@
 
 typedef struct {
     char *endpoint;            /* ZeroMQ endpoint to bind, tcp://host:port */
-    char *state_dir;           /* where ready (and later the store) live */
+    char *state_dir;           /* ready file, store (liaison.db) and lock */
     char *cert, *key, *ca, *crl_dir;
     char *rules;               /* routing rules file */
     uint32_t max_frame;
@@ -18,10 +18,13 @@ typedef struct {
     uint32_t handshake_timeout_ms;
     uint64_t max_pending_bytes;
     uint64_t reassembly_budget;
-    uint32_t receiver_queue;
-    uint64_t receiver_queue_bytes;
     uint32_t max_handshakes;
     uint32_t max_sessions_per_node;
+    uint64_t store_max_bytes;       /* refuse new messages past this; 0: no bound */
+    uint64_t store_wal_limit_bytes; /* truncate the WAL at checkpoint past this */
+    uint64_t retention_s;           /* keep delivered/expired messages this long */
+    uint32_t purge_interval_s;      /* how often the purge runs */
+    uint32_t remind_percent;        /* remind when this share of a deadline is left */
 } config_t;
 
 /* Loads and validates path. Returns NULL and writes "path: message" (with

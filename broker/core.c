@@ -5,20 +5,18 @@
 #include "codec.h"
 #include "conn.h"
 #include "log.h"
+#include "ackproof.h"
 #include "rules.h"
+#include "store.h"
 
 #include <czmq.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <sys/file.h>
 #include <openssl/crypto.h>
+#include <openssl/evp.h>
 
 typedef struct node node_t;
-
-// A delivery waiting for its receiver's credit.
-typedef struct pend {
-    bus_buf_t *buf;           /* packed Deliver frame, one reference */
-    uint64_t origin;          /* submitting session, for a receipt if dropped */
-    uint8_t id[WIRE_ID_LEN];
-    struct pend *next;
-} pend_t;
 
 typedef struct session {
     uint64_t handle;
@@ -30,17 +28,34 @@ typedef struct session {
     uint64_t rx_seq;          /* when it asked to receive (0: never) */
     uint32_t rx_frames;       /* deliveries we may still push to it */
     uint64_t rx_bytes;
-    pend_t *pend_head, *pend_tail;
-    size_t npend;
-    uint64_t pend_bytes;
     struct session *next;     /* in node->sessions */
 } session_t;
+
+#define PRIORITIES 3
 
 struct node {
     char id[WIRE_NODE_ID_MAX];
     session_t *sessions;
     session_t *receiver;      /* the newest session that asked to receive */
+    uint64_t after[PRIORITIES]; /* delivery cursor: last seq pushed, per priority */
+    bool dirty;               /* its mailbox may hold entries past the cursors */
+    bool ready;               /* on the core's ready list */
+    node_t *ready_next;
 };
+
+/* Something to do once the group commits: a frame for one session (an
+   ACCEPTED receipt), a frame for every session of a node (a forwarded
+   receipt or a notice), or the original receipts of a resent message. */
+typedef enum { HELD_SEND, HELD_FORWARD, HELD_DUPLICATE } held_kind_t;
+
+typedef struct {
+    held_kind_t kind;
+    uint64_t handle;          /* SEND, DUPLICATE: the session */
+    bus_buf_t *buf;           /* SEND, FORWARD: the frame, one reference */
+    bool accept;              /* SEND: an ACCEPTED receipt (refused if the commit fails) */
+    uint8_t id[WIRE_ID_LEN];
+    char node[WIRE_NODE_ID_MAX]; /* FORWARD: to whom; DUPLICATE: the sender */
+} held_t;
 
 typedef struct {
     const config_t *cfg;
@@ -50,6 +65,16 @@ typedef struct {
     void *bus;                /* PAIR to the edge */
     zhashx_t *sessions;       /* handle -> session_t */
     zhashx_t *nodes;          /* node id -> node_t */
+    store_t *store;
+    held_t *held;             /* waiting for the commit */
+    size_t nheld, held_cap;
+    node_t *ready;            /* nodes to pump after the commit */
+    uint8_t *pack;            /* reused packing buffer */
+    size_t pack_cap;
+    EVP_MD_CTX *md;
+    EVP_MD *sha256;
+    int64_t next_tick_ms, next_purge_ms;
+    uint64_t commits, committed; /* statistics, logged at stop */
 } core_t;
 
 static size_t
@@ -357,54 +382,278 @@ s_recipients_current (core_t *self, const Liaison__Envelope *env, const char *se
     return true;
 }
 
-// Pushes queued deliveries while the receiver has credit.
-static void
-s_drain (core_t *self, session_t *rx)
+/* ------------------------------------------------------------- held work */
+
+static held_t *
+s_hold (core_t *self, held_kind_t kind)
 {
-    while (rx->pend_head && rx->rx_frames > 0 && rx->rx_bytes >= rx->pend_head->buf->size) {
-        pend_t *p = rx->pend_head;
-        rx->pend_head = p->next;
-        if (!rx->pend_head)
-            rx->pend_tail = NULL;
-        rx->npend--;
-        rx->pend_bytes -= p->buf->size;
-        rx->rx_frames--;
-        rx->rx_bytes -= p->buf->size;
-        s_send_buf (self, rx->handle, p->buf);
-        free (p);
+    if (self->nheld == self->held_cap) {
+        size_t cap = self->held_cap ? 2 * self->held_cap : 1024;
+        held_t *more = realloc (self->held, cap * sizeof *more);
+        if (!more)
+            return NULL;
+        self->held = more;
+        self->held_cap = cap;
+    }
+    held_t *h = &self->held[self->nheld++];
+    memset (h, 0, sizeof *h);
+    h->kind = kind;
+    return h;
+}
+
+// Marks a node's mailbox as changed; it is pumped after the commit.
+static void
+s_mark (core_t *self, const char *node_id)
+{
+    node_t *n = zhashx_lookup (self->nodes, node_id);
+    if (!n)
+        return;  // offline: it reads its mailbox when it comes back
+    n->dirty = true;
+    if (!n->ready) {
+        n->ready = true;
+        n->ready_next = self->ready;
+        self->ready = n;
     }
 }
 
-// Delivers to a receiver now or queues it; -1 if the queue is full.
-static int
-s_deliver (core_t *self, session_t *rx, bus_buf_t *buf, session_t *from, const uint8_t *id)
+static void
+s_hex_id (const uint8_t *id, char hex[33])
 {
-    if (!rx->pend_head && rx->rx_frames > 0 && rx->rx_bytes >= buf->size) {
-        rx->rx_frames--;
-        rx->rx_bytes -= buf->size;
-        atomic_fetch_add (&buf->refs, 1);
-        s_send_buf (self, rx->handle, buf);
-        return 0;
+    static const char digits[] = "0123456789abcdef";
+    for (int i = 0; i < WIRE_ID_LEN; i++) {
+        hex[2 * i] = digits[id[i] >> 4];
+        hex[2 * i + 1] = digits[id[i] & 15];
     }
-    if (rx->npend >= self->cfg->receiver_queue
-        || rx->pend_bytes + buf->size > self->cfg->receiver_queue_bytes)
-        return -1;
-    pend_t *p = calloc (1, sizeof *p);
-    if (!p)
-        return -1;
-    atomic_fetch_add (&buf->refs, 1);
-    p->buf = buf;
-    p->origin = from->handle;
-    memcpy (p->id, id, WIRE_ID_LEN);
-    if (rx->pend_tail)
-        rx->pend_tail->next = p;
+    hex[32] = 0;
+}
+
+// The message was not accepted: the store failed or is full. No receipt:
+// the sender keeps it in its outbox and sends it again.
+static void
+s_refuse_store (core_t *self, uint64_t handle, const uint8_t *id, const char *sender,
+                const char *why)
+{
+    char hex[33];
+    s_hex_id (id, hex);
+    log_event ("message-refused", "id=%s sender=%s reason=store detail=%s", hex, sender,
+               LOG_Q (store_error (self->store)));
+    Liaison__Error e = LIAISON__ERROR__INIT;
+    e.code = LIAISON__ERROR_CODE__ERR_STORE;
+    e.reason = (char *) why;
+    e.detail = "the broker's store is full or failing: the message was not accepted; keep it "
+               "and send it again later";
+    e.ref_id.data = (uint8_t *) id;
+    e.ref_id.len = WIRE_ID_LEN;
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_ERROR;
+    f.error = &e;
+    s_send_frame (self, handle, &f);
+}
+
+static void s_pump (core_t *self, node_t *n);
+
+typedef struct {
+    core_t *core;
+    uint64_t handle;
+    const uint8_t *id;
+} trail_ctx_t;
+
+// One receipt of a stored trail, sent to a session.
+static void s_trail_send (void *arg, const char *recipient, int status, const char *reason,
+                          const char *rule, int64_t time_ms, const uint8_t *sig, size_t siglen);
+
+/* The group is durable (ok) or gone (!ok): send or refuse what waited
+   for it, then pump the nodes with new mail. */
+static void
+s_release (core_t *self, bool ok)
+{
+    const uint8_t *last = NULL;
+    for (size_t i = 0; i < self->nheld; i++) {
+        held_t *h = &self->held[i];
+        switch (h->kind) {
+            case HELD_SEND:
+                if (ok)
+                    s_send_buf (self, h->handle, h->buf);
+                else {
+                    if (h->accept && (!last || memcmp (last, h->id, WIRE_ID_LEN))) {
+                        session_t *s = s_session (self, h->handle);
+                        s_refuse_store (self, h->handle, h->id, s ? s->peer.node_id : "?",
+                                        "store-failed");
+                        last = h->id;
+                    }
+                    bus_buf_unref (h->buf);
+                }
+                break;
+            case HELD_FORWARD: {
+                node_t *n = ok ? zhashx_lookup (self->nodes, h->node) : NULL;
+                for (session_t *s = n ? n->sessions : NULL; s; s = s->next) {
+                    atomic_fetch_add (&h->buf->refs, 1);
+                    s_send_buf (self, s->handle, h->buf);
+                }
+                bus_buf_unref (h->buf);
+                break;
+            }
+            case HELD_DUPLICATE:
+                if (ok && s_session (self, h->handle)) {
+                    trail_ctx_t ctx = {self, h->handle, h->id};
+                    store_trail (self->store, h->node, h->id, s_trail_send, &ctx);
+                }
+                break;
+        }
+    }
+    self->nheld = 0;
+    if (!ok) {
+        // Acks in the lost group are undone too: deliver everything again
+        // (the receivers' inboxes recognise what they have).
+        for (node_t *n = zhashx_first (self->nodes); n; n = zhashx_next (self->nodes)) {
+            memset (n->after, 0, sizeof n->after);
+            n->dirty = true;
+            s_mark (self, n->id);
+        }
+    }
+    while (self->ready) {
+        node_t *n = self->ready;
+        self->ready = n->ready_next;
+        n->ready = false;
+        s_pump (self, n);
+    }
+}
+
+// Commits the group, if any, and releases what waited for it.
+static void
+s_commit (core_t *self)
+{
+    if (!store_pending (self->store)) {
+        if (self->nheld || self->ready)
+            s_release (self, true);
+        return;
+    }
+    bool ok = store_commit (self->store) == STORE_OK;
+    if (!ok)
+        log_event ("store-commit-failed", "detail=%s", LOG_Q (store_error (self->store)));
     else
-        rx->pend_head = p;
-    rx->pend_tail = p;
-    rx->npend++;
-    rx->pend_bytes += buf->size;
+        self->commits++;
+    s_release (self, ok);
+}
+
+// After a failed store call: if it took the group down, refuse its work.
+static void
+s_after_store_error (core_t *self)
+{
+    if (!store_pending (self->store) && self->nheld) {
+        log_event ("store-group-lost", "detail=%s", LOG_Q (store_error (self->store)));
+        s_release (self, false);
+    }
+}
+
+/* --------------------------------------------------------------- delivery */
+
+/* A Deliver frame around a stored envelope, written without unpacking it:
+   Frame.deliver (field 7) holding Deliver.envelope (field 1). */
+static size_t
+s_varint (uint8_t *p, uint64_t v)
+{
+    size_t n = 0;
+    while (v >= 0x80) {
+        p[n++] = (uint8_t) (v | 0x80);
+        v >>= 7;
+    }
+    p[n++] = (uint8_t) v;
+    return n;
+}
+
+static size_t
+s_varint_len (uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 0x80) {
+        v >>= 7;
+        n++;
+    }
+    return n;
+}
+
+typedef struct {
+    core_t *core;
+    session_t *rx;
+    node_t *node;
+    int priority;
+    bool blocked;             /* stopped for want of credit */
+} pump_ctx_t;
+
+static int
+s_pump_one (void *arg, uint64_t seq, const uint8_t id[16], const char *sender,
+            const uint8_t *envelope, size_t len)
+{
+    pump_ctx_t *c = arg;
+    size_t inner = 1 + s_varint_len (len) + len;
+    size_t size = 1 + s_varint_len (inner) + inner;
+    session_t *rx = c->rx;
+    if (rx->rx_frames == 0 || rx->rx_bytes < size) {
+        c->blocked = true;
+        return 1;
+    }
+    bus_buf_t *buf = malloc (sizeof *buf + size);
+    if (!buf) {
+        c->blocked = true;
+        return 1;
+    }
+    atomic_init (&buf->refs, 1);
+    buf->size = (uint32_t) size;
+    uint8_t *p = buf->data;
+    *p++ = (7 << 3) | 2;
+    p += s_varint (p, inner);
+    *p++ = (1 << 3) | 2;
+    p += s_varint (p, len);
+    memcpy (p, envelope, len);
+    rx->rx_frames--;
+    rx->rx_bytes -= size;
+    c->node->after[c->priority] = seq;
+    s_send_buf (c->core, rx->handle, buf);
     return 0;
 }
+
+// Pushes a node's mailbox to its receiver while credit lasts, highest
+// priority first, in short reads.
+static void
+s_pump (core_t *self, node_t *n)
+{
+    session_t *rx = n->receiver;
+    if (!rx || !n->dirty)
+        return;
+    if (store_pending (self->store))
+        return;  // only committed messages go out; the commit pumps again
+    for (int p = PRIORITIES - 1; p >= 0; p--) {
+        for (;;) {
+            pump_ctx_t c = {self, rx, n, p, false};
+            size_t page = rx->rx_frames < 64 ? rx->rx_frames : 64;
+            if (page == 0)
+                return;
+            uint64_t damaged = 0;
+            int got = store_mailbox_scan (self->store, n->id, p, n->after[p], page, s_pump_one,
+                                          &c, &damaged);
+            if (got == STORE_DAMAGED) {
+                // Never served; skipped so the rest of the mailbox flows.
+                log_event ("store-damaged", "node=%s seq=%" PRIu64 " detail=%s", n->id, damaged,
+                           LOG_Q (store_error (self->store)));
+                n->after[p] = damaged;
+                continue;
+            }
+            if (got < 0) {
+                log_event ("store-read-failed", "node=%s detail=%s", n->id,
+                           LOG_Q (store_error (self->store)));
+                return;
+            }
+            if (c.blocked)
+                return;  // more waits for credit
+            if ((size_t) got < page)
+                break;   // this priority is drained
+        }
+    }
+    n->dirty = false;
+}
+
+/* ------------------------------------------------------------------ submit */
 
 // Returns sending credit once half the window has been processed. The
 // edge sends the Credit frame and raises its allowance as it does, so a
@@ -421,6 +670,36 @@ s_credit_back (core_t *self, session_t *s, size_t bytes)
                   (void *) (uintptr_t) s->done_bytes) == 0) {
         s->done_frames = 0;
         s->done_bytes = 0;
+    }
+}
+
+// Packs an envelope into the reused buffer; its length, or 0.
+static size_t
+s_pack_envelope (core_t *self, const Liaison__Envelope *env)
+{
+    size_t size = liaison__envelope__get_packed_size (env);
+    if (size > self->pack_cap) {
+        uint8_t *more = realloc (self->pack, size);
+        if (!more)
+            return 0;
+        self->pack = more;
+        self->pack_cap = size;
+    }
+    return liaison__envelope__pack (env, self->pack);
+}
+
+static int64_t
+s_deadline_period_ms (int cls)
+{
+    switch (cls) {
+        case LIAISON__DEADLINE_CLASS__DEADLINE_8_HOURS:
+            return 8LL * 3600 * 1000;
+        case LIAISON__DEADLINE_CLASS__DEADLINE_3_DAYS:
+            return 3LL * 86400 * 1000;
+        case LIAISON__DEADLINE_CLASS__DEADLINE_7_DAYS:
+            return 7LL * 86400 * 1000;
+        default:
+            return 0;
     }
 }
 
@@ -454,79 +733,575 @@ s_on_submit (core_t *self, session_t *s, Liaison__Frame *f, size_t frame_size)
         s_credit_back (self, s, frame_size);
         return;
     }
+    int64_t now = wire_time_ms ();
+    const char *why = NULL;
+    int cls = (int) env->deadline_class;
+    if ((cls == LIAISON__DEADLINE_CLASS__DEADLINE_DATE
+         || (cls == LIAISON__DEADLINE_CLASS__DEADLINE_NONE && env->deadline_ms))
+        && env->deadline_ms <= now)
+        why = "deadline-passed";
+    else if (env->expires_ms && env->expires_ms <= now)
+        why = "already-expired";
+    else if (liaison__envelope__get_packed_size (env) + 64 > self->cfg->max_frame)
+        why = "too-large";  // its Deliver frame would not fit
+    if (why) {
+        for (size_t i = 0; i < env->n_recipients; i++)
+            s_reject (self, s, id, env->recipients[i]->name, why);
+        s_credit_back (self, s, frame_size);
+        return;
+    }
     // Stamp the sender from the certificate.
     char *stamped = strdup (s->peer.node_id);
     if (!stamped) {
+        s_refuse_store (self, s->handle, id, s->peer.node_id, "exhausted");
         s_credit_back (self, s, frame_size);
         return;
     }
     if (env->sender != protobuf_c_empty_string)
         free (env->sender);
     env->sender = stamped;
-    // Pack the Deliver frame once; every recipient shares it.
-    Liaison__Deliver d = LIAISON__DELIVER__INIT;
-    d.envelope = env;
-    Liaison__Frame out = LIAISON__FRAME__INIT;
-    out.kind_case = LIAISON__FRAME__KIND_DELIVER;
-    out.deliver = &d;
-    bus_buf_t *buf = s_pack (&out);
-    for (size_t i = 0; buf && i < env->n_recipients; i++) {
-        const Liaison__Recipient *r = env->recipients[i];
-        bool dup = false;
-        for (size_t j = 0; j < i && !dup; j++)
-            dup = env->recipients[j]->kind == r->kind && !strcmp (env->recipients[j]->name, r->name);
-        if (dup)
-            continue;
-        node_t *n = zhashx_lookup (self->nodes, r->name);
-        if (!n || !n->receiver) {
-            s_reject (self, s, id, r->name, "recipient-offline");
-            continue;
-        }
-        if (buf->size > self->cfg->max_frame) {
-            s_reject (self, s, id, r->name, "too-large");
-            continue;
-        }
-        if (s_deliver (self, n->receiver, buf, s, id))
-            s_reject (self, s, id, r->name, "recipient-busy");
+    // The digest a resend is compared by: body and routing fields as the
+    // sender made them (before the broker's stamps).
+    env->accepted_ms = 0;
+    uint8_t digest[32];
+    size_t len = s_pack_envelope (self, env);
+    if (!len || !EVP_DigestInit_ex (self->md, self->sha256, NULL)
+        || !EVP_DigestUpdate (self->md, self->pack, len)
+        || !EVP_DigestFinal_ex (self->md, digest, NULL)) {
+        s_refuse_store (self, s->handle, id, s->peer.node_id, "exhausted");
+        s_credit_back (self, s, frame_size);
+        return;
     }
-    bus_buf_unref (buf);
+    env->accepted_ms = now;
+    int64_t period = s_deadline_period_ms (cls);
+    if (period)
+        env->deadline_ms = now + period;
+    int64_t remind = 0;
+    if (env->deadline_ms) {
+        int64_t window = env->deadline_ms - now;
+        remind = env->deadline_ms - window * (int64_t) self->cfg->remind_percent / 100;
+    }
+    len = s_pack_envelope (self, env);
+    const char *names[WIRE_MAX_RECIPIENTS];
+    size_t n = 0;
+    for (size_t i = 0; i < env->n_recipients; i++) {
+        bool dup = false;
+        for (size_t j = 0; j < n && !dup; j++)
+            dup = strcmp (names[j], env->recipients[i]->name) == 0;
+        if (!dup)
+            names[n++] = env->recipients[i]->name;
+    }
+    store_msg_t m = {
+        .id = id,
+        .sender = s->peer.node_id,
+        .digest = digest,
+        .envelope = self->pack,
+        .envelope_len = len,
+        .type = (int) env->type,
+        .priority = (int) env->priority,
+        .accepted_ms = now,
+        .deadline_ms = env->deadline_ms,
+        .expires_ms = env->expires_ms,
+        .remind_ms = remind,
+        .recipients = names,
+        .n_recipients = n,
+    };
+    int64_t original_ms = 0;
+    store_rc_t rc = len ? store_put (self->store, &m, &original_ms) : STORE_ERROR;
+    switch (rc) {
+        case STORE_OK:
+            for (size_t i = 0; i < n; i++) {
+                Liaison__Receipt rr = LIAISON__RECEIPT__INIT;
+                rr.id.data = (uint8_t *) id;
+                rr.id.len = WIRE_ID_LEN;
+                rr.recipient = (char *) names[i];
+                rr.sender = s->peer.node_id;
+                rr.status = LIAISON__RECEIPT_STATUS__ACCEPTED;
+                rr.time_ms = now;
+                rr.deadline_ms = env->deadline_ms;
+                Liaison__Frame out = LIAISON__FRAME__INIT;
+                out.kind_case = LIAISON__FRAME__KIND_RECEIPT;
+                out.receipt = &rr;
+                bus_buf_t *buf = s_pack (&out);
+                held_t *h = buf ? s_hold (self, HELD_SEND) : NULL;
+                if (!h) {
+                    if (buf)
+                        bus_buf_unref (buf);
+                    continue;  // the trail still has it
+                }
+                h->handle = s->handle;
+                h->buf = buf;
+                h->accept = true;
+                memcpy (h->id, id, WIRE_ID_LEN);
+                s_mark (self, names[i]);
+            }
+            // A reply stops its recipients' clocks on the request.
+            if (env->in_reply_to.len == WIRE_ID_LEN)
+                for (size_t i = 0; i < n; i++)
+                    if (store_deadline_answer (self->store, names[i], env->in_reply_to.data,
+                                               s->peer.node_id, now)
+                        < 0)
+                        s_after_store_error (self);
+            break;
+        case STORE_DUPLICATE: {
+            held_t *h = s_hold (self, HELD_DUPLICATE);
+            if (h) {
+                h->handle = s->handle;
+                memcpy (h->id, id, WIRE_ID_LEN);
+                snprintf (h->node, sizeof h->node, "%s", s->peer.node_id);
+            }
+            break;
+        }
+        case STORE_CONFLICT:
+            for (size_t i = 0; i < n; i++)
+                s_reject (self, s, id, names[i], "id-reused");
+            break;
+        default:
+            s_refuse_store (self, s->handle, id, s->peer.node_id,
+                            rc == STORE_FULL ? "store-full" : "store-failed");
+            s_after_store_error (self);
+            break;
+    }
     s_credit_back (self, s, frame_size);
 }
 
-// Moves every queued delivery of `from` to the end of `to`'s queue.
 static void
-s_move_queue (session_t *from, session_t *to)
+s_trail_send (void *arg, const char *recipient, int status, const char *reason, const char *rule,
+              int64_t time_ms, const uint8_t *sig, size_t siglen);
+
+/* --------------------------------------------------------------------- acks */
+
+/* A DELIVERED/READ receipt keeps its proof in the store's signature column:
+   u16 index, u16 size, u8 path length, the path, then the signature. */
+static size_t
+s_proof_encode (uint8_t *out, size_t index, size_t size, const uint8_t (*path)[32],
+                size_t npath, const uint8_t *sig, size_t siglen)
 {
-    if (!from->pend_head)
-        return;
-    if (to->pend_tail)
-        to->pend_tail->next = from->pend_head;
-    else
-        to->pend_head = from->pend_head;
-    to->pend_tail = from->pend_tail;
-    to->npend += from->npend;
-    to->pend_bytes += from->pend_bytes;
-    from->pend_head = from->pend_tail = NULL;
-    from->npend = 0;
-    from->pend_bytes = 0;
+    out[0] = (uint8_t) (index >> 8);
+    out[1] = (uint8_t) index;
+    out[2] = (uint8_t) (size >> 8);
+    out[3] = (uint8_t) size;
+    out[4] = (uint8_t) npath;
+    memcpy (out + 5, path, npath * 32);
+    memcpy (out + 5 + npath * 32, sig, siglen);
+    return 5 + npath * 32 + siglen;
 }
 
-// Makes s its node's receiver; the previous one hands over its queue.
+// Fills a receipt's proof fields from a stored blob; false if malformed.
+static bool
+s_proof_decode (const uint8_t *blob, size_t len, Liaison__Receipt *r, ProtobufCBinaryData *path)
+{
+    if (len < 5)
+        return false;
+    size_t npath = blob[4];
+    if (npath > ACKPROOF_MAX_PATH || len < 5 + npath * 32)
+        return false;
+    r->proof_index = (uint32_t) (blob[0] << 8 | blob[1]);
+    r->proof_size = (uint32_t) (blob[2] << 8 | blob[3]);
+    for (size_t i = 0; i < npath; i++) {
+        path[i].data = (uint8_t *) blob + 5 + 32 * i;
+        path[i].len = 32;
+    }
+    r->n_proof = npath;
+    r->proof = path;
+    r->signature.data = (uint8_t *) blob + 5 + npath * 32;
+    r->signature.len = len - 5 - npath * 32;
+    return true;
+}
+
+static void
+s_on_ack (core_t *self, session_t *s, const Liaison__Ack *a)
+{
+    static uint8_t leaves[ACKPROOF_MAX_ITEMS][32];
+    static uint8_t paths[ACKPROOF_MAX_ITEMS][ACKPROOF_MAX_PATH][32];
+    static uint8_t pathlens[ACKPROOF_MAX_ITEMS];
+    uint8_t root[32], blob[5 + ACKPROOF_MAX_PATH * 32 + WIRE_MAX_SIGNATURE];
+    const char *me = s->peer.node_id;
+    for (size_t i = 0; i < a->n_items; i++)
+        ackproof_leaf (me, (int) a->status, a->time_ms, a->items[i]->sender,
+                       a->items[i]->id.data, leaves[i]);
+    if (ackproof_paths_all ((const uint8_t (*)[32]) leaves, a->n_items, root, paths, pathlens)) {
+        log_event ("ack-refused", "node=%s reason=proof", me);
+        return;
+    }
+    if (s->peer.key && ackproof_verify (s->peer.key, root, a->n_items, a->signature.data,
+                                        a->signature.len)
+                           != 1) {
+        // Only receipts a sender can verify are recorded and forwarded.
+        log_event ("session-kicked", "node=%s reason=ack-signature", me);
+        s_kick (self, s->handle, LIAISON__ERROR_CODE__ERR_MALFORMED, "ack-signature",
+                "the Ack's signature does not verify with this node's certificate");
+        return;
+    }
+    for (size_t i = 0; i < a->n_items; i++) {
+        const Liaison__AckItem *it = a->items[i];
+        bool first = false;
+        store_rc_t rc = store_delivered (self->store, me, it->sender, it->id.data, a->time_ms,
+                                         &first);
+        if (rc == STORE_NOTFOUND) {
+            char hex[33];
+            s_hex_id (it->id.data, hex);
+            log_event ("ack-ignored", "node=%s id=%s sender=%s reason=not-in-mailbox", me, hex,
+                       it->sender);
+            continue;
+        }
+        if (rc != STORE_OK) {
+            s_after_store_error (self);
+            return;
+        }
+        if (a->status == LIAISON__RECEIPT_STATUS__DELIVERED && !first)
+            continue;  // a redelivery acknowledged again: the receipt exists
+        size_t bloblen = s_proof_encode (blob, i, a->n_items, (const uint8_t (*)[32]) paths[i],
+                                         pathlens[i], a->signature.data, a->signature.len);
+        if (store_receipt_add (self->store, it->sender, it->id.data, me, (int) a->status, NULL,
+                               NULL, a->time_ms, blob, bloblen)
+            != STORE_OK) {
+            s_after_store_error (self);
+            return;
+        }
+        Liaison__Receipt rr = LIAISON__RECEIPT__INIT;
+        ProtobufCBinaryData path[ACKPROOF_MAX_PATH];
+        s_proof_decode (blob, bloblen, &rr, path);
+        rr.id = it->id;
+        rr.recipient = (char *) me;
+        rr.sender = it->sender;
+        rr.status = a->status;
+        rr.time_ms = a->time_ms;
+        Liaison__Frame out = LIAISON__FRAME__INIT;
+        out.kind_case = LIAISON__FRAME__KIND_RECEIPT;
+        out.receipt = &rr;
+        bus_buf_t *buf = s_pack (&out);
+        held_t *h = buf ? s_hold (self, HELD_FORWARD) : NULL;
+        if (!h) {
+            if (buf)
+                bus_buf_unref (buf);
+            continue;
+        }
+        h->buf = buf;
+        snprintf (h->node, sizeof h->node, "%s", it->sender);
+    }
+}
+
+/* ------------------------------------------------------------------ queries */
+
+static void
+s_trail_send (void *arg, const char *recipient, int status, const char *reason, const char *rule,
+              int64_t time_ms, const uint8_t *sig, size_t siglen)
+{
+    trail_ctx_t *c = arg;
+    Liaison__Receipt r = LIAISON__RECEIPT__INIT;
+    ProtobufCBinaryData path[ACKPROOF_MAX_PATH];
+    r.id.data = (uint8_t *) c->id;
+    r.id.len = WIRE_ID_LEN;
+    r.recipient = (char *) (recipient ? recipient : "");
+    r.status = (Liaison__ReceiptStatus) status;
+    r.reason = (char *) (reason ? reason : "");
+    r.rule = (char *) (rule ? rule : "");
+    r.time_ms = time_ms;
+    if (sig && siglen)
+        s_proof_decode (sig, siglen, &r, path);
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_RECEIPT;
+    f.receipt = &r;
+    s_send_frame (c->core, c->handle, &f);
+}
+
+#define ANSWER_MAX 1000
+
+typedef struct {
+    Liaison__Receipt items[ANSWER_MAX];
+    Liaison__Receipt *ptrs[ANSWER_MAX];
+    ProtobufCBinaryData paths[ANSWER_MAX][ACKPROOF_MAX_PATH];
+    char names[ANSWER_MAX][WIRE_NODE_ID_MAX];
+    char reasons[ANSWER_MAX][WIRE_MAX_NAME + 1];
+    uint8_t *blobs[ANSWER_MAX];
+    Liaison__MailboxEntry entries[ANSWER_MAX];
+    Liaison__MailboxEntry *eptrs[ANSWER_MAX];
+    Liaison__DeadlineEntry deadlines[ANSWER_MAX];
+    Liaison__DeadlineEntry *dptrs[ANSWER_MAX];
+    uint8_t ids[ANSWER_MAX][WIRE_ID_LEN];
+    char senders[ANSWER_MAX][WIRE_NODE_ID_MAX];
+    size_t n;
+    const uint8_t *id;
+    const char *sender;
+    Liaison__Envelope *env;
+} answer_t;
+
+static void
+s_collect_receipt (void *arg, const char *recipient, int status, const char *reason,
+                   const char *rule, int64_t time_ms, const uint8_t *sig, size_t siglen)
+{
+    answer_t *a = arg;
+    if (a->n == ANSWER_MAX)
+        return;
+    size_t i = a->n++;
+    Liaison__Receipt *r = &a->items[i];
+    liaison__receipt__init (r);
+    r->id.data = (uint8_t *) a->id;
+    r->id.len = WIRE_ID_LEN;
+    snprintf (a->names[i], sizeof a->names[i], "%s", recipient ? recipient : "");
+    r->recipient = a->names[i];
+    snprintf (a->reasons[i], sizeof a->reasons[i], "%s", reason ? reason : "");
+    r->reason = a->reasons[i];
+    (void) rule;
+    r->sender = (char *) a->sender;
+    r->status = (Liaison__ReceiptStatus) status;
+    r->time_ms = time_ms;
+    a->blobs[i] = NULL;
+    if (sig && siglen && (a->blobs[i] = malloc (siglen))) {
+        memcpy (a->blobs[i], sig, siglen);
+        s_proof_decode (a->blobs[i], siglen, r, a->paths[i]);
+    }
+    a->ptrs[i] = r;
+}
+
+static void
+s_collect_entry (void *arg, const store_listing_t *e)
+{
+    answer_t *a = arg;
+    if (a->n == ANSWER_MAX)
+        return;
+    size_t i = a->n++;
+    Liaison__MailboxEntry *m = &a->entries[i];
+    liaison__mailbox_entry__init (m);
+    memcpy (a->ids[i], e->id, WIRE_ID_LEN);
+    snprintf (a->senders[i], sizeof a->senders[i], "%s", e->sender);
+    m->seq = e->seq;
+    m->id.data = a->ids[i];
+    m->id.len = WIRE_ID_LEN;
+    m->sender = a->senders[i];
+    m->type = (Liaison__MessageType) e->type;
+    m->priority = (Liaison__Priority) e->priority;
+    m->accepted_ms = e->accepted_ms;
+    m->deadline_ms = e->deadline_ms;
+    m->size = e->size;
+    a->eptrs[i] = m;
+}
+
+static void
+s_collect_deadline (void *arg, const char *sender, const uint8_t id[16], const char *recipient,
+                    int64_t due_ms, int state, int64_t answered_ms)
+{
+    answer_t *a = arg;
+    if (a->n == ANSWER_MAX)
+        return;
+    size_t i = a->n++;
+    Liaison__DeadlineEntry *d = &a->deadlines[i];
+    liaison__deadline_entry__init (d);
+    memcpy (a->ids[i], id, WIRE_ID_LEN);
+    snprintf (a->senders[i], sizeof a->senders[i], "%s", sender ? sender : "");
+    snprintf (a->names[i], sizeof a->names[i], "%s", recipient ? recipient : "");
+    d->id.data = a->ids[i];
+    d->id.len = WIRE_ID_LEN;
+    d->sender = a->senders[i];
+    d->recipient = a->names[i];
+    d->deadline_ms = due_ms;
+    d->state = (Liaison__DeadlineState) state;
+    d->answered_ms = answered_ms;
+    a->dptrs[i] = d;
+}
+
+static void
+s_collect_envelope (void *arg, const uint8_t *envelope, size_t len)
+{
+    answer_t *a = arg;
+    a->env = liaison__envelope__unpack (NULL, len, envelope);
+}
+
+static void
+s_on_query (core_t *self, session_t *s, const Liaison__Query *q)
+{
+    // Answers come from durable state only.
+    s_commit (self);
+    answer_t *a = calloc (1, sizeof *a);
+    if (!a) {
+        s_kick (self, s->handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "exhausted", "broker out of memory");
+        return;
+    }
+    Liaison__Answer out = LIAISON__ANSWER__INIT;
+    out.request_id = q->request_id;
+    const char *me = s->peer.node_id;
+    size_t limit = q->limit ? q->limit : 100;
+    int rc = 0;
+    switch (q->kind) {
+        case LIAISON__QUERY_KIND__QUERY_TRAIL:
+            a->id = q->id.data;
+            a->sender = me;
+            rc = store_trail (self->store, me, q->id.data, s_collect_receipt, a);
+            out.found = rc > 0;
+            out.n_receipts = a->n;
+            out.receipts = a->ptrs;
+            break;
+        case LIAISON__QUERY_KIND__QUERY_MAILBOX:
+            rc = store_mailbox_list (self->store, me, q->after, limit, s_collect_entry, a);
+            out.found = true;
+            out.n_entries = a->n;
+            out.entries = a->eptrs;
+            out.next = a->n == limit && a->n ? a->entries[a->n - 1].seq : 0;
+            break;
+        case LIAISON__QUERY_KIND__QUERY_FETCH:
+            rc = store_fetch (self->store, me, q->sender, q->id.data, s_collect_envelope, a);
+            out.found = rc == STORE_OK && a->env;
+            out.envelope = a->env;
+            if (rc == STORE_NOTFOUND)
+                rc = 0;
+            break;
+        case LIAISON__QUERY_KIND__QUERY_DEADLINES:
+            rc = store_deadlines_list (self->store, me, limit, s_collect_deadline, a);
+            out.found = true;
+            out.n_deadlines = a->n;
+            out.deadlines = a->dptrs;
+            break;
+        default:
+            break;
+    }
+    if (rc < 0)
+        log_event ("query-failed", "node=%s kind=%d detail=%s", me, (int) q->kind,
+                   LOG_Q (store_error (self->store)));
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_ANSWER;
+    f.answer = &out;
+    s_send_frame (self, s->handle, &f);
+    for (size_t i = 0; i < a->n && q->kind == LIAISON__QUERY_KIND__QUERY_TRAIL; i++)
+        free (a->blobs[i]);
+    if (a->env)
+        liaison__envelope__free_unpacked (a->env, NULL);
+    free (a);
+}
+
+/* ------------------------------------------------------------------ clocks */
+
+static void
+s_notice (core_t *self, int kind, const char *to, const char *sender, const uint8_t *id,
+          const char *recipient, int64_t due_ms)
+{
+    Liaison__Notice n = LIAISON__NOTICE__INIT;
+    n.kind = (Liaison__NoticeKind) kind;
+    n.id.data = (uint8_t *) id;
+    n.id.len = WIRE_ID_LEN;
+    n.sender = (char *) sender;
+    n.recipient = (char *) recipient;
+    n.deadline_ms = due_ms;
+    n.time_ms = wire_time_ms ();
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_NOTICE;
+    f.notice = &n;
+    bus_buf_t *buf = s_pack (&f);
+    held_t *h = buf ? s_hold (self, HELD_FORWARD) : NULL;
+    if (!h) {
+        if (buf)
+            bus_buf_unref (buf);
+        return;
+    }
+    h->buf = buf;
+    snprintf (h->node, sizeof h->node, "%s", to);
+}
+
+static void
+s_on_expired (void *arg, const char *node, const char *sender, const uint8_t id[16],
+              int64_t expires_ms)
+{
+    core_t *self = arg;
+    char hex[33];
+    s_hex_id (id, hex);
+    log_event ("message-expired", "id=%s sender=%s recipient=%s", hex, sender, node);
+    Liaison__Receipt r = LIAISON__RECEIPT__INIT;
+    r.id.data = (uint8_t *) id;
+    r.id.len = WIRE_ID_LEN;
+    r.recipient = (char *) node;
+    r.sender = (char *) sender;
+    r.status = LIAISON__RECEIPT_STATUS__EXPIRED;
+    r.reason = "ttl-expired";
+    r.time_ms = wire_time_ms ();
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_RECEIPT;
+    f.receipt = &r;
+    bus_buf_t *buf = s_pack (&f);
+    held_t *h = buf ? s_hold (self, HELD_FORWARD) : NULL;
+    if (!h) {
+        if (buf)
+            bus_buf_unref (buf);
+        return;
+    }
+    h->buf = buf;
+    snprintf (h->node, sizeof h->node, "%s", sender);
+    (void) expires_ms;
+}
+
+static void
+s_on_clock (void *arg, const char *sender, const uint8_t id[16], const char *recipient,
+            int64_t due_ms, int state, int64_t answered_ms)
+{
+    core_t *self = arg;
+    char hex[33];
+    s_hex_id (id, hex);
+    (void) answered_ms;
+    if (state == STORE_DEADLINE_DUE_SOON) {
+        log_event ("deadline-reminder", "id=%s sender=%s recipient=%s due_ms=%" PRId64, hex,
+                   sender, recipient, due_ms);
+        s_notice (self, LIAISON__NOTICE_KIND__NOTICE_DEADLINE_REMINDER, recipient, sender, id,
+                  recipient, due_ms);
+    }
+    else if (state == STORE_DEADLINE_MISSED) {
+        log_event ("deadline-missed", "id=%s sender=%s recipient=%s due_ms=%" PRId64, hex,
+                   sender, recipient, due_ms);
+        s_notice (self, LIAISON__NOTICE_KIND__NOTICE_DEADLINE_MISSED, recipient, sender, id,
+                  recipient, due_ms);
+        s_notice (self, LIAISON__NOTICE_KIND__NOTICE_DEADLINE_MISSED, sender, sender, id,
+                  recipient, due_ms);
+    }
+}
+
+// Once a second: expiry, clocks, checkpoint; now and then a purge.
+static void
+s_tick (core_t *self)
+{
+    int64_t now = wire_time_ms ();
+    if (now < self->next_tick_ms)
+        return;
+    self->next_tick_ms = now + 1000;
+    int n;
+    while ((n = store_expire (self->store, now, 64, s_on_expired, self)) == 64)
+        s_commit (self);
+    if (n < 0)
+        s_after_store_error (self);
+    while ((n = store_deadlines_tick (self->store, now, 64, s_on_clock, self)) >= 64)
+        s_commit (self);
+    if (n < 0)
+        s_after_store_error (self);
+    s_commit (self);
+    if (now >= self->next_purge_ms) {
+        self->next_purge_ms = now + (int64_t) self->cfg->purge_interval_s * 1000;
+        int64_t purged = 0;
+        int64_t before = now - (int64_t) self->cfg->retention_s * 1000;
+        if (store_purge (self->store, before, &purged) == STORE_OK)
+            log_event ("store-purged", "messages=%" PRId64 " before_ms=%" PRId64, purged, before);
+        else
+            log_event ("store-purge-failed", "detail=%s", LOG_Q (store_error (self->store)));
+    }
+    if (store_checkpoint (self->store) != STORE_OK)
+        log_event ("store-checkpoint-failed", "detail=%s", LOG_Q (store_error (self->store)));
+}
+
+/* ---------------------------------------------------------------- receivers */
+
+// Makes s its node's receiver: delivery starts again from the top of the
+// mailbox (what the previous receiver had but did not acknowledge comes
+// again; the library recognises it).
 static void
 s_make_receiver (core_t *self, node_t *n, session_t *s)
 {
-    session_t *old = n->receiver;
-    if (old && old != s) {
-        old->receiver = false;
-        s_move_queue (old, s);
-    }
+    if (n->receiver && n->receiver != s)
+        n->receiver->receiver = false;
     s->receiver = true;
     n->receiver = s;
-    s_drain (self, s);
+    memset (n->after, 0, sizeof n->after);
+    n->dirty = true;
+    s_pump (self, n);
 }
 
 // Takes s out of its node; if it was the receiver, the most recent other
-// session that asked to receive takes over, with the queue.
+// session that asked to receive takes over.
 static void
 s_node_unlink (core_t *self, session_t *s)
 {
@@ -543,14 +1318,20 @@ s_node_unlink (core_t *self, session_t *s)
             if (o->rx_seq && (!best || o->rx_seq > best->rx_seq))
                 best = o;
         if (best) {
-            s_move_queue (s, best);
             s_make_receiver (self, n, best);
             log_event ("receiver", "node=%s window=%u reason=previous-receiver-closed", n->id,
                        best->rx_frames);
         }
     }
-    if (!n->sessions)
+    if (!n->sessions) {
+        // Off the ready list before it goes.
+        for (node_t **p = &self->ready; *p; p = &(*p)->ready_next)
+            if (*p == n) {
+                *p = n->ready_next;
+                break;
+            }
         zhashx_delete (self->nodes, n->id);
+    }
 }
 
 // The delivery window a receiver may hold at the edge: never more than half
@@ -575,7 +1356,8 @@ s_on_receive (core_t *self, session_t *s, const Liaison__Receive *rx)
     s_grant_rx (self, s, rx->credit_frames, rx->credit_bytes);
     if (replaced)
         log_event ("receiver-replaced", "node=%s", n->id);
-    log_event ("receiver", "node=%s window=%u", n->id, rx->credit_frames);
+    log_event ("receiver", "node=%s window=%u mailbox=%" PRId64, n->id, rx->credit_frames,
+               store_mailbox_count (self->store, n->id));
     s_make_receiver (self, n, s);
 }
 
@@ -596,15 +1378,20 @@ s_on_frame (core_t *self, uint64_t handle, Liaison__Frame *f, size_t size)
         case LIAISON__FRAME__KIND_RESOLVE:
             s_on_resolve (self, s, f->resolve);
             break;
+        case LIAISON__FRAME__KIND_QUERY:
+            s_on_query (self, s, f->query);
+            break;
         case LIAISON__FRAME__KIND_CREDIT:
             if (s->rx_seq) {
                 s_grant_rx (self, s, f->credit->frames, f->credit->bytes);
                 if (s->receiver)
-                    s_drain (self, s);
+                    s_pump (self, s->node);
             }
             break;
         case LIAISON__FRAME__KIND_PING:
             if (f->ping->want_reply && !f->ping->is_reply) {
+                // The barrier: everything before it is durable and answered.
+                s_commit (self);
                 Liaison__Ping pong = LIAISON__PING__INIT;
                 pong.nonce = f->ping->nonce;
                 pong.is_reply = 1;
@@ -615,7 +1402,8 @@ s_on_frame (core_t *self, uint64_t handle, Liaison__Frame *f, size_t size)
             }
             break;
         case LIAISON__FRAME__KIND_ACK:
-            break;  // DELIVERED/READ receipts arrive with the store
+            s_on_ack (self, s, f->ack);
+            break;
         case LIAISON__FRAME__KIND_CLOSE:
             s_kick (self, handle, 0, NULL, NULL);
             break;
@@ -629,21 +1417,31 @@ s_on_frame (core_t *self, uint64_t handle, Liaison__Frame *f, size_t size)
 }
 
 static void
+s_peer_free (bus_peer_t *peer)
+{
+    if (peer && peer->key)
+        EVP_PKEY_free (peer->key);
+    free (peer);
+}
+
+static void
 s_on_open (core_t *self, uint64_t handle, bus_peer_t *peer)
 {
     session_t *s = calloc (1, sizeof *s);
     if (!s) {
-        free (peer);
+        s_peer_free (peer);
         s_kick (self, handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "exhausted", "broker out of memory");
         return;
     }
     s->handle = handle;
     s->peer = *peer;
-    free (peer);
+    free (peer);  // the key moved into s->peer
     node_t *n = zhashx_lookup (self->nodes, s->peer.node_id);
     if (!n) {
         n = calloc (1, sizeof *n);
         if (!n) {
+            if (s->peer.key)
+                EVP_PKEY_free (s->peer.key);
             free (s);
             s_kick (self, handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "exhausted", "broker out of memory");
             return;
@@ -660,6 +1458,8 @@ s_on_open (core_t *self, uint64_t handle, bus_peer_t *peer)
                 "this node already has the most sessions the broker allows; close one");
         if (!n->sessions)
             zhashx_delete (self->nodes, n->id);
+        if (s->peer.key)
+            EVP_PKEY_free (s->peer.key);
         free (s);
         return;
     }
@@ -678,17 +1478,9 @@ s_on_closed (core_t *self, uint64_t handle)
         return;
     zhashx_delete (self->sessions, (void *) (uintptr_t) handle);
     s_node_unlink (self, s);
-    // Deliveries still queued here (none if another receiver took over):
-    // tell their senders.
-    while (s->pend_head) {
-        pend_t *p = s->pend_head;
-        s->pend_head = p->next;
-        session_t *from = s_session (self, p->origin);
-        if (from)
-            s_reject (self, from, p->id, s->peer.node_id, "recipient-disconnected");
-        bus_buf_unref (p->buf);
-        free (p);
-    }
+    // Its undelivered messages stay in the mailbox for the next receiver.
+    if (s->peer.key)
+        EVP_PKEY_free (s->peer.key);
     free (s);
 }
 
@@ -703,12 +1495,8 @@ static void
 s_session_free (void **item)
 {
     session_t *s = *item;
-    while (s && s->pend_head) {
-        pend_t *p = s->pend_head;
-        s->pend_head = p->next;
-        bus_buf_unref (p->buf);
-        free (p);
-    }
+    if (s && s->peer.key)
+        EVP_PKEY_free (s->peer.key);
     free (s);
     *item = NULL;
 }
@@ -741,12 +1529,42 @@ s_reload_rules (core_t *self, zsock_t *pipe)
     zstr_send (pipe, "OK");
 }
 
+// One broker per state directory: a second one would share the store.
+static int
+s_lock_state (const char *dir)
+{
+    char path[4096];
+    snprintf (path, sizeof path, "%s/liaisond.lock", dir);
+    int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        log_event ("startup-failed", "reason=%s path=%s detail=%s",
+                   LOG_Q ("cannot create the lock file"), LOG_Q (path), LOG_Q (strerror (errno)));
+        return -1;
+    }
+    if (flock (fd, LOCK_EX | LOCK_NB)) {
+        log_event ("startup-failed", "reason=%s path=%s",
+                   LOG_Q ("another liaisond uses this state directory; stop it first"),
+                   LOG_Q (path));
+        close (fd);
+        return -1;
+    }
+    return fd;
+}
+
+static void
+s_fail_start (zsock_t *pipe)
+{
+    zsock_signal (pipe, 0);
+    zstr_send (pipe, "FAILED");
+}
+
 void
 core_actor (void *pipe_v, void *args_v)
 {
     zsock_t *pipe = pipe_v;
     core_args_t *args = args_v;
     core_t self = {.cfg = args->config};
+    int lock_fd = -1;
     self.sessions = zhashx_new ();
     self.nodes = zhashx_new ();
     zhashx_set_key_hasher (self.sessions, s_handle_hash);
@@ -761,27 +1579,47 @@ core_actor (void *pipe_v, void *args_v)
     zmq_setsockopt (self.bus, ZMQ_LINGER, &zero, sizeof zero);
     if (zmq_bind (self.bus, args->bus_endpoint)) {
         log_event ("core-failed", "reason=%s", LOG_Q (zmq_strerror (errno)));
-        zsock_signal (pipe, 0);
-        zstr_send (pipe, "FAILED");
+        s_fail_start (pipe);
         goto done;
     }
     self.rules = rules_load (self.cfg->rules, s_rules_error, NULL);
     self.scratch = malloc (sizeof *self.scratch);
-    if (!self.rules || !self.scratch) {
+    self.md = EVP_MD_CTX_new ();
+    self.sha256 = EVP_MD_fetch (NULL, "SHA256", NULL);
+    if (!self.rules || !self.scratch || !self.md || !self.sha256) {
         log_event ("startup-failed", "reason=%s file=%s", LOG_Q ("routing rules do not load"),
                    LOG_Q (self.cfg->rules));
-        zsock_signal (pipe, 0);
-        zstr_send (pipe, "FAILED");
+        s_fail_start (pipe);
         goto done;
     }
     log_event ("rules-loaded", "file=%s statements=%zu hash=%s", LOG_Q (rules_file (self.rules)),
                rules_count (self.rules), rules_hash (self.rules));
+    lock_fd = s_lock_state (self.cfg->state_dir);
+    if (lock_fd < 0) {
+        s_fail_start (pipe);
+        goto done;
+    }
+    char path[4096], err[1024];
+    snprintf (path, sizeof path, "%s/liaison.db", self.cfg->state_dir);
+    store_config_t sc = {.path = path,
+                         .max_bytes = self.cfg->store_max_bytes,
+                         .wal_limit_bytes = self.cfg->store_wal_limit_bytes};
+    int64_t t0 = wire_time_ms ();
+    self.store = store_open (&sc, err, sizeof err);
+    if (!self.store) {
+        log_event ("startup-failed", "reason=store detail=%s", LOG_Q (err));
+        s_fail_start (pipe);
+        goto done;
+    }
+    log_event ("store-opened", "path=%s schema=%d ms=%" PRId64, LOG_Q (path), STORE_SCHEMA_VERSION,
+               wire_time_ms () - t0);
+    self.next_purge_ms = wire_time_ms () + 1000;
     zsock_signal (pipe, 0);
     zstr_send (pipe, "OK");
     zmq_pollitem_t items[] = {{zsock_resolve (pipe), 0, ZMQ_POLLIN, 0},
                               {self.bus, 0, ZMQ_POLLIN, 0}};
     for (;;) {
-        if (zmq_poll (items, 2, -1) < 0 && errno != EINTR)
+        if (zmq_poll (items, 2, 250) < 0 && errno != EINTR)
             break;
         if (items[0].revents & ZMQ_POLLIN) {
             char *cmd = zstr_recv (pipe);
@@ -792,6 +1630,8 @@ core_actor (void *pipe_v, void *args_v)
             if (term)
                 break;
         }
+        /* Everything that arrived since the last commit goes into one
+           group; it commits when the input drains. */
         bus_msg_t m;
         for (int i = 0; i < 4096 && bus_recv (self.bus, &m) == 0; i++) {
             switch (m.kind) {
@@ -811,14 +1651,31 @@ core_actor (void *pipe_v, void *args_v)
                     break;
             }
         }
+        s_commit (&self);
+        s_tick (&self);
     }
+    // Stopping: what is staged was never acknowledged; commit it anyway
+    // (its receipts cannot go out, the senders' outboxes resend and the
+    // broker answers with the original receipts).
+    s_commit (&self);
+    log_event ("store-closed", "commits=%" PRIu64, self.commits);
 done:
+    for (size_t i = 0; i < self.nheld; i++)
+        if (self.held[i].buf)
+            bus_buf_unref (self.held[i].buf);
+    free (self.held);
+    store_close (&self.store);
+    if (lock_fd >= 0)
+        close (lock_fd);
     for (void *item = zhashx_first (self.sessions); item; item = zhashx_next (self.sessions))
         s_session_free (&item);
     zhashx_destroy (&self.sessions);
     zhashx_destroy (&self.nodes);
     rules_destroy (&self.rules);
     free (self.scratch);
+    free (self.pack);
+    EVP_MD_CTX_free (self.md);
+    EVP_MD_free (self.sha256);
     // Drain anything left on the bus so no frame leaks.
     bus_msg_t m;
     while (bus_recv (self.bus, &m) == 0) {
@@ -827,7 +1684,7 @@ done:
             wire_codec_free (&f);
         }
         else if (m.kind == BUS_OPEN)
-            free (m.ptr);
+            s_peer_free (m.ptr);
     }
     zmq_close (self.bus);
     OPENSSL_thread_stop ();

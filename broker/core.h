@@ -1,10 +1,15 @@
-/*  The core actor: sessions and nodes, routing, credit, receipts.
+/*  The core actor: sessions and nodes, routing, the store, receipts,
+    deadlines.
 
     It sees decoded, validated frames from the edge (bus.h) and answers with
-    packed frames for the edge to send. Until the routing-policy and store
-    issues land, it relays a Submit to each addressed node's receiver if one
-    is connected, and otherwise answers REJECTED: ACCEPTED will always mean
-    durable, so it is never sent yet.                                        */
+    packed frames for the edge to send. A Submit the rules allow is staged
+    into the store's group transaction; the group commits when the bus
+    input drains (one fsync for everything that arrived meanwhile), and only
+    then do ACCEPTED receipts go out and do receivers get the new messages,
+    read back from their mailboxes at their credit. Acks mark deliveries
+    (DELIVERED/READ receipts, signed by the recipient, forwarded to the
+    sender's sessions). A one-second tick expires messages, moves deadline
+    clocks, checkpoints the WAL and, now and then, purges.                   */
 #ifndef LIAISON_CORE_H
 #define LIAISON_CORE_H
 

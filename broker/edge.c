@@ -119,11 +119,13 @@ s_hello (edge_t *self, wire_conn_t *conn, peer_t *p, Liaison__Frame *f)
     snprintf (bp->jurisdiction, sizeof bp->jurisdiction, "%s", id->jurisdiction);
     snprintf (bp->org, sizeof bp->org, "%s", id->org);
     snprintf (bp->serial, sizeof bp->serial, "%s", id->serial);
+    bp->key = wire_tls_peer_key (wire_conn_tls (conn));
     snprintf (p->session_id, sizeof p->session_id, "s%llu",
               (unsigned long long) ++self->sessions_opened);
     snprintf (p->software, sizeof p->software, "%s", f->hello->software);
     // The core decides (session caps); Welcome goes out when it admits.
     if (bus_send (self->bus, BUS_OPEN, wire_conn_handle (conn), 0, bp)) {
+        EVP_PKEY_free (bp->key);
         free (bp);
         s_error (conn, LIAISON__ERROR_CODE__ERR_INTERNAL, "internal", "broker core unavailable", true);
         return -1;
@@ -189,9 +191,10 @@ s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
         wire_codec_free (&f);
         return rc;
     }
-    size_t cap = f->kind_case == LIAISON__FRAME__KIND_SUBMIT    ? SIZE_MAX
-                 : f->kind_case == LIAISON__FRAME__KIND_RESOLVE ? MAX_RESOLVE_FRAME
-                                                                : MAX_CONTROL_FRAME;
+    size_t cap = f->kind_case == LIAISON__FRAME__KIND_SUBMIT ? SIZE_MAX
+                 : f->kind_case == LIAISON__FRAME__KIND_RESOLVE || f->kind_case == LIAISON__FRAME__KIND_ACK
+                     ? MAX_RESOLVE_FRAME
+                     : MAX_CONTROL_FRAME;
     if (size > cap) {
         wire_codec_free (&f);
         log_event ("frame-refused", "node=%s reason=control-frame-too-large size=%zu",
@@ -199,11 +202,6 @@ s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
         s_error (conn, LIAISON__ERROR_CODE__ERR_MALFORMED, "control-frame-too-large",
                  "only Submit frames may exceed 4096 bytes (Resolve: 65536)", true);
         return -1;
-    }
-    // Acks count once the store keeps delivery state; until then they stop here.
-    if (f->kind_case == LIAISON__FRAME__KIND_ACK) {
-        wire_codec_free (&f);
-        return 0;
     }
     if (f->kind_case == LIAISON__FRAME__KIND_SUBMIT) {
         p->credit_frames--;

@@ -120,6 +120,7 @@ enum {
     Q_DEADLINE_MISSED,
     Q_DEADLINE_SET,
     Q_DEADLINE_LIST,
+    Q_ACCEPTED,
     Q_N
 };
 
@@ -185,6 +186,8 @@ static const char *s_sql[Q_N] = {
     [Q_DEADLINE_MISSED] = "SELECT seq, recipient, sender, id, due_ms, 3 FROM deadlines"
                           " WHERE state IN (1, 2) AND due_ms <= ?1 LIMIT ?2",
     [Q_DEADLINE_SET] = "UPDATE deadlines SET state = ?3 WHERE seq = ?1 AND recipient = ?2",
+    [Q_ACCEPTED] = "SELECT b.node, m.accepted_ms FROM mailbox AS b CROSS JOIN messages AS m"
+                   " ON m.seq = b.seq WHERE b.seq = ?1 ORDER BY b.node",
     [Q_DEADLINE_LIST] = "SELECT id, sender, recipient, due_ms, state, answered_ms FROM deadlines"
                         " WHERE (sender = ?1 OR recipient = ?1) AND state IN (1, 2, 3)"
                         " ORDER BY due_ms LIMIT ?2",
@@ -1610,4 +1613,40 @@ store_deadlines_list (store_t *self, const char *node, size_t max, store_deadlin
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "listing deadline clocks");
     return n;
+}
+
+int
+store_trail (store_t *self, const char *sender, const uint8_t id[16], store_receipt_fn *fn,
+             void *arg)
+{
+    if (!self)
+        return -1;
+    if (!sender || !id) {
+        s_err (self, "store_trail: no sender or id (a bug in the caller)");
+        return -1;
+    }
+    int64_t seq = 0;
+    int found = s_find (self, sender, id, &seq, NULL, NULL);
+    if (found < 0) {
+        s_fail (self, -found, "looking up (sender, id)");
+        return -1;
+    }
+    if (!found)
+        return 0;
+    sqlite3_stmt *st = self->q[Q_ACCEPTED];
+    sqlite3_bind_int64 (st, 1, seq);
+    int count = 0, rc;
+    while ((rc = sqlite3_step (st)) == SQLITE_ROW) {
+        count++;
+        if (fn)
+            fn (arg, (const char *) sqlite3_column_text (st, 0), 1 /* ACCEPTED */, NULL, NULL,
+                sqlite3_column_int64 (st, 1), NULL, 0);
+    }
+    sqlite3_reset (st);
+    if (rc != SQLITE_DONE) {
+        s_fail (self, rc, "reading a message's recipients");
+        return -1;
+    }
+    int more = store_receipts (self, sender, id, fn, arg);
+    return more < 0 ? -1 : count + more;
 }

@@ -214,6 +214,12 @@ typedef void (store_receipt_fn) (void *arg, const char *recipient, int status,
 int store_receipts (store_t *self, const char *sender, const uint8_t id[16],
                     store_receipt_fn *fn, void *arg);
 
+/* The whole trail of (sender, id): an ACCEPTED receipt per recipient
+   (at the acceptance time), then every receipt recorded, in order.
+   Returns the number, 0 when no such message is stored, or -1. */
+int store_trail (store_t *self, const char *sender, const uint8_t id[16], store_receipt_fn *fn,
+                 void *arg);
+
 /* Removes messages delivered (to every recipient) or expired before
    `before_ms`, and their receipts; *purged gets the number of messages.
    Runs in its own transaction. */

@@ -701,6 +701,15 @@ wire_tls_peer_closed (const wire_tls_t *self)
     return self->peer_closed || (SSL_get_shutdown (self->ssl) & SSL_RECEIVED_SHUTDOWN);
 }
 
+EVP_PKEY *
+wire_tls_peer_key (const wire_tls_t *self)
+{
+    if (!self || !self->ssl)
+        return NULL;
+    X509 *leaf = SSL_get0_peer_certificate (self->ssl);
+    return leaf ? X509_get_pubkey (leaf) : NULL;
+}
+
 const wire_identity_t *
 wire_tls_peer (const wire_tls_t *self)
 {

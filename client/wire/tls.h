@@ -12,6 +12,7 @@
 #ifndef LIAISON_WIRE_TLS_H
 #define LIAISON_WIRE_TLS_H
 
+#include <openssl/evp.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -115,6 +116,10 @@ bool wire_tls_peer_closed (const wire_tls_t *self);
 /* The verified peer identity (after the handshake), borrowed. For a client
    session, node_id holds the broker certificate's CN. */
 const wire_identity_t *wire_tls_peer (const wire_tls_t *self);
+
+/* The verified peer certificate's public key, one new reference (free
+   with EVP_PKEY_free), or NULL before the handshake. */
+EVP_PKEY *wire_tls_peer_key (const wire_tls_t *self);
 
 /* Why the last operation failed; borrowed, never NULL. */
 const char *wire_tls_reason (const wire_tls_t *self);

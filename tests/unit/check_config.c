@@ -98,7 +98,9 @@ START_TEST (test_config_defaults)
     ck_assert_uint_eq (cfg->handshake_timeout_ms, 10000);
     ck_assert_uint_eq (cfg->max_pending_bytes, 32 * 1024 * 1024);
     ck_assert_uint_eq (cfg->reassembly_budget, 256 * 1024 * 1024);
-    ck_assert_uint_eq (cfg->receiver_queue, 1024);
+    ck_assert_uint_eq (cfg->store_max_bytes, 0);
+    ck_assert_uint_eq (cfg->retention_s, 30 * 86400);
+    ck_assert_uint_eq (cfg->remind_percent, 25);
     config_destroy (&cfg);
     ck_assert_ptr_null (cfg);
     config_destroy (&cfg);
@@ -128,10 +130,15 @@ START_TEST (test_config_all_keys)
                                "        handshake_timeout_ms = 3000\n"
                                "        max_pending_bytes = 131072\n"
                                "        reassembly_budget = 8388608\n"
-                               "        receiver_queue = 7\n"
-                               "        receiver_queue_bytes = 8388608\n"
                                "        max_handshakes = 9\n"
-                               "        max_sessions_per_node = 3\n";
+                               "        max_sessions_per_node = 3\n"
+                               "    store\n"
+                               "        max_bytes = 8388608\n"
+                               "        wal_limit_bytes = 2097152\n"
+                               "        retention_s = 60\n"
+                               "        purge_interval_s = 5\n"
+                               "    deadlines\n"
+                               "        remind_percent = 10\n";
     char err[512];
     config_t *cfg = s_load (text, err, sizeof err);
     ck_assert_msg (cfg != NULL, "%s", err);
@@ -150,8 +157,11 @@ START_TEST (test_config_all_keys)
     ck_assert_uint_eq (cfg->handshake_timeout_ms, 3000);
     ck_assert_uint_eq (cfg->max_pending_bytes, 131072);
     ck_assert_uint_eq (cfg->reassembly_budget, 8388608);
-    ck_assert_uint_eq (cfg->receiver_queue, 7);
-    ck_assert_uint_eq (cfg->receiver_queue_bytes, 8388608);
+    ck_assert_uint_eq (cfg->store_max_bytes, 8388608);
+    ck_assert_uint_eq (cfg->store_wal_limit_bytes, 2097152);
+    ck_assert_uint_eq (cfg->retention_s, 60);
+    ck_assert_uint_eq (cfg->purge_interval_s, 5);
+    ck_assert_uint_eq (cfg->remind_percent, 10);
     ck_assert_uint_eq (cfg->max_handshakes, 9);
     ck_assert_uint_eq (cfg->max_sessions_per_node, 3);
     config_destroy (&cfg);
@@ -219,7 +229,7 @@ START_TEST (test_config_bad_numbers)
         {"handshake_timeout_ms = 600001", "liaisond/limits/handshake_timeout_ms"},
         {"max_pending_bytes = 65535", "liaisond/limits/max_pending_bytes"},
         {"reassembly_budget = 1024", "liaisond/limits/reassembly_budget"},
-        {"receiver_queue = 0", "liaisond/limits/receiver_queue"},
+        {"max_sessions_per_node = 0", "liaisond/limits/max_sessions_per_node"},
     };
     char text[2048];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -431,7 +441,7 @@ START_TEST (test_config_sample_loads)
     ck_assert_msg (cfg != NULL, "%s", err);
     ck_assert_str_eq (cfg->endpoint, "tcp://0.0.0.0:7441");
     ck_assert_uint_eq (cfg->max_sessions_per_node, 16);
-    ck_assert_uint_eq (cfg->receiver_queue_bytes, 67108864);
+    ck_assert_uint_eq (cfg->store_wal_limit_bytes, 67108864);
     config_destroy (&cfg);
 }
 END_TEST
