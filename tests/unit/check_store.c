@@ -2,7 +2,9 @@
     migrations and refusals at open, group commit (durable after commit,
     gone before), deduplication, mailbox order and keyset pages, delivery,
     receipt trails, purge, the size bound and a full disk, damaged
-    envelopes and files, checkpoints, and a large backlog paged through.
+    envelopes and files, checkpoints, and a large backlog paged through;
+    the delivery scan, mailbox listings and fetch, expiry with EXPIRED
+    receipts, deadline clocks (tick, answer, list, purge) and migration 3.
 
     A wrapping SQLite VFS registered as the default counts the syncs of the
     WAL and can fail its writes with SQLITE_FULL, so the tests see what the
@@ -102,8 +104,11 @@ typedef struct {
     const char *rcpt[4];
     size_t n_rcpt;
     int priority;
+    int type;
     int64_t accepted_ms;
     int64_t expires_ms;
+    int64_t deadline_ms; // 0: none
+    int64_t remind_ms;   // 0: at the deadline
 } tmsg_t;
 
 static void
@@ -124,6 +129,7 @@ s_msg (tmsg_t *t, const char *sender, uint32_t n, int priority, size_t env_len, 
     t->rcpt[0] = to;
     t->n_rcpt = 1;
     t->priority = priority;
+    t->type = 1;
     t->accepted_ms = 1000 + n;
 }
 
@@ -135,10 +141,12 @@ s_view (const tmsg_t *t)
                          .digest = t->digest,
                          .envelope = t->env,
                          .envelope_len = t->env_len,
-                         .type = 1,
+                         .type = t->type,
                          .priority = t->priority,
                          .accepted_ms = t->accepted_ms,
+                         .deadline_ms = t->deadline_ms,
                          .expires_ms = t->expires_ms,
+                         .remind_ms = t->remind_ms,
                          .recipients = t->rcpt,
                          .n_recipients = t->n_rcpt};
 }
@@ -620,6 +628,100 @@ START_TEST (test_store_migration_atomic)
 }
 END_TEST
 
+// Migration 2 exactly as liaisond shipped it.
+static const char *s_v2_sql =
+    "ALTER TABLE messages ADD COLUMN done_ms INTEGER;"
+    "UPDATE messages SET done_ms ="
+    "  (SELECT max (delivered_ms) FROM mailbox WHERE mailbox.seq = messages.seq)"
+    "  WHERE NOT EXISTS (SELECT 1 FROM mailbox"
+    "                    WHERE mailbox.seq = messages.seq AND delivered_ms IS NULL);"
+    "CREATE INDEX messages_done ON messages (done_ms) WHERE done_ms IS NOT NULL;"
+    "CREATE INDEX messages_expires ON messages (expires_ms) WHERE expires_ms > 0;"
+    "PRAGMA user_version = 2;";
+
+// The schema-1 store of s_make_v1 taken to schema 2 as an older liaisond did.
+static void
+s_make_v2 (const char *db, tmsg_t t[3], const char *extra_sql)
+{
+    s_make_v1 (db, t, NULL);
+    s_sql_exec (db, s_v2_sql);
+    if (extra_sql)
+        s_sql_exec (db, extra_sql);
+    ck_assert_int_eq (s_sql_int (db, "PRAGMA user_version"), 2);
+}
+
+// Schema 2 gains the deadline clocks and keeps everything else.
+START_TEST (test_store_migrate_v2)
+{
+    char db[192];
+    s_dir (db, sizeof db);
+    tmsg_t t[3];
+    s_make_v2 (db, t, NULL);
+    ck_assert_int_eq (
+        s_sql_int (db, "SELECT count (*) FROM sqlite_schema WHERE name = 'deadlines'"), 0);
+
+    store_t *s = s_open (db, 0, 0);
+    ck_assert_int_eq (s_sql_int (db, "PRAGMA user_version"), 3);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM sqlite_schema"
+                                     " WHERE type = 'table' AND name = 'deadlines'"),
+                      1);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM sqlite_schema WHERE type = 'index'"
+                                     " AND tbl_name = 'deadlines' AND name LIKE 'deadlines_%'"),
+                      5);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM deadlines"), 0);
+    // The data, and migration 2's backfill, are untouched.
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM messages"), 3);
+    ck_assert_int_eq (s_sql_int (db, "SELECT done_ms FROM messages WHERE seq = 1"), 500);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM messages WHERE done_ms IS NULL"), 2);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM receipts"), 3);
+    ck_assert_int_eq (store_mailbox_count (s, "nodeB"), 1);
+    ck_assert_int_eq (store_mailbox_count (s, "nodeC"), 1);
+    store_cursor_t cur = {0};
+    store_entry_t e[4];
+    size_t n = 0;
+    ck_assert_int_eq (store_mailbox_page (s, "nodeC", &cur, e, 4, &n), STORE_OK);
+    ck_assert_uint_eq (n, 1);
+    s_entry_is (&e[0], &t[1]);
+    store_entry_clear (&e[0]);
+
+    // The new table works: a request with a deadline starts its clock.
+    tmsg_t req;
+    s_msg (&req, "nodeA", 4, 1, 100, "nodeB");
+    req.deadline_ms = 9000;
+    s_put_ok (s, &req);
+    s_commit_ok (s);
+    ck_assert_uint_eq (store_last_seq (s), 4);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM deadlines WHERE seq = 4"), 1);
+    int64_t purged = -1;
+    ck_assert_int_eq (store_purge (s, 10000, &purged), STORE_OK);
+    ck_assert_int_eq (purged, 1); // seq 1, delivered at 500
+    store_close (&s);
+    char report[64];
+    ck_assert_int_eq (store_check (db, report, sizeof report), 0);
+}
+END_TEST
+
+// A failed migration 3 leaves the store at schema 2, intact.
+START_TEST (test_store_migration_v3_atomic)
+{
+    char db[192];
+    s_dir (db, sizeof db);
+    tmsg_t t[3];
+    s_make_v2 (db, t, "CREATE TABLE deadlines_due (x);"); // v3's index name is taken
+    char err[512] = "";
+    store_config_t cfg = {.path = db};
+    store_t *s = store_open (&cfg, err, sizeof err);
+    ck_assert_ptr_null (s);
+    ck_assert_msg (strstr (err, "migration from schema 2 to 3 failed"), "%s", err);
+    ck_assert_msg (strstr (err, "still at schema 2"), "%s", err);
+    ck_assert_int_eq (s_sql_int (db, "PRAGMA user_version"), 2);
+    // The table created earlier in the same migration was rolled back with it.
+    ck_assert_int_eq (
+        s_sql_int (db, "SELECT count (*) FROM sqlite_schema WHERE name = 'deadlines'"), 0);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM messages"), 3);
+}
+END_TEST
+
 START_TEST (test_store_newer_refused)
 {
     char db[192];
@@ -981,8 +1083,7 @@ START_TEST (test_store_delivered)
     ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[3].id, 6000, &first), STORE_OK);
     ck_assert (!first);
     // A node acknowledges only what was addressed to it.
-    ck_assert_int_eq (store_delivered (s, "nodeQ", "nodeA", t[3].id, 6000, &first),
-                      STORE_NOTFOUND);
+    ck_assert_int_eq (store_delivered (s, "nodeQ", "nodeA", t[3].id, 6000, &first), STORE_NOTFOUND);
     s_commit_ok (s);
     ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[3].id, 7000, NULL), STORE_OK);
     // Unknown messages (purged long ago, or never sent) are not found.
@@ -1590,6 +1691,804 @@ START_TEST (test_store_backlog)
 }
 END_TEST
 
+// ---------------------------------------------------------------------------
+// The delivery scan, listings, fetch, expiry and deadline clocks.
+
+// The number s_msg put into an id.
+static uint32_t
+s_num (const uint8_t id[16])
+{
+    return ((uint32_t) id[0] << 24) | ((uint32_t) id[1] << 16) | ((uint32_t) id[2] << 8) | id[3];
+}
+
+// What a scan handed out; each envelope is checked against its message during the call.
+typedef struct {
+    const tmsg_t *t; // the messages put, to check the borrowed bytes against
+    size_t nt;
+    int calls;
+    int stop_at; // refuse the entry on this call (1-based); 0: take all
+    int n;       // entries taken
+    uint64_t seq[32];
+    uint32_t num[32];
+} scan_t;
+
+static int
+s_scan_cb (void *arg, uint64_t seq, const uint8_t id[16], const char *sender,
+           const uint8_t *envelope, size_t len)
+{
+    scan_t *sc = arg;
+    sc->calls++;
+    if (sc->stop_at && sc->calls == sc->stop_at)
+        return 1;
+    const tmsg_t *m = NULL;
+    for (size_t i = 0; i < sc->nt && !m; i++)
+        if (memcmp (sc->t[i].id, id, 16) == 0 && strcmp (sc->t[i].sender, sender) == 0)
+            m = &sc->t[i];
+    ck_assert_msg (m, "scan handed out seq %llu, id %u from %s: never put",
+                   (unsigned long long) seq, s_num (id), sender);
+    ck_assert_uint_eq (len, m->env_len);
+    ck_assert_msg (memcmp (envelope, m->env, len) == 0, "seq %llu: envelope bytes differ",
+                   (unsigned long long) seq);
+    ck_assert_int_lt (sc->n, 32);
+    sc->seq[sc->n] = seq;
+    sc->num[sc->n] = s_num (id);
+    sc->n++;
+    return 0;
+}
+
+/* Scans node's priority after `after`, at most max, and expects exactly
+   the messages numbered want[0..count), in that order, seqs rising. */
+static void
+s_scan_is (store_t *s, const char *node, int prio, uint64_t after, size_t max, const tmsg_t *t,
+           size_t nt, const uint32_t *want, int count)
+{
+    scan_t sc = {.t = t, .nt = nt};
+    uint64_t damaged = 77;
+    int rc = store_mailbox_scan (s, node, prio, after, max, s_scan_cb, &sc, &damaged);
+    ck_assert_msg (rc == count, "scan %s/%d after %llu max %zu: %d, want %d (%s)", node, prio,
+                   (unsigned long long) after, max, rc, count, store_error (s));
+    ck_assert_int_eq (sc.n, count);
+    ck_assert_int_eq (sc.calls, count);
+    ck_assert_uint_eq (damaged, 77); // only set for a damaged entry
+    uint64_t last = after;
+    for (int i = 0; i < count; i++) {
+        ck_assert_msg (sc.num[i] == want[i], "scan %s/%d entry %d is message %u, want %u", node,
+                       prio, i, sc.num[i], want[i]);
+        ck_assert_uint_gt (sc.seq[i], last);
+        last = sc.seq[i];
+    }
+}
+
+START_TEST (test_store_scan)
+{
+    char db[192];
+    s_dir (db, sizeof db);
+    store_t *s = s_open (db, 0, 0);
+    ck_assert_uint_eq (store_last_seq (s), 0);
+    ck_assert_uint_eq (store_last_seq (NULL), 0);
+    // Messages 0..7; 7 goes to nodeY only. Priorities: 0 2 1 2 0 2 1 | 2.
+    static tmsg_t t[10];
+    const int prio[10] = {0, 2, 1, 2, 0, 2, 1, 2, 2, 2};
+    for (uint32_t i = 0; i < 10; i++)
+        s_msg (&t[i], i % 3 ? "nodeA" : "nodeK", i, prio[i], 40 + 37 * i,
+               i == 7 ? "nodeY" : "nodeX");
+    for (uint32_t i = 0; i < 8; i++) {
+        s_put_ok (s, &t[i]);
+        ck_assert_uint_eq (store_last_seq (s), i + 1);
+    }
+    // A duplicate stores nothing and leaves last_seq alone.
+    store_msg_t m = s_view (&t[2]);
+    ck_assert_int_eq (store_put (s, &m, NULL), STORE_DUPLICATE);
+    ck_assert_uint_eq (store_last_seq (s), 8);
+    s_commit_ok (s);
+    ck_assert_uint_eq (store_last_seq (s), 8);
+
+    // Per priority, in seq order; nodeY's message is not nodeX's.
+    s_scan_is (s, "nodeX", 2, 0, 10, t, 10, (uint32_t[]){1, 3, 5}, 3);
+    s_scan_is (s, "nodeX", 1, 0, 10, t, 10, (uint32_t[]){2, 6}, 2);
+    s_scan_is (s, "nodeX", 0, 0, 10, t, 10, (uint32_t[]){0, 4}, 2);
+    s_scan_is (s, "nodeY", 2, 0, 10, t, 10, (uint32_t[]){7}, 1);
+    s_scan_is (s, "nodeY", 0, 0, 10, t, 10, NULL, 0);
+    s_scan_is (s, "nodeW", 2, 0, 10, t, 10, NULL, 0);
+    // after: seq 2 is message 1.
+    s_scan_is (s, "nodeX", 2, 2, 10, t, 10, (uint32_t[]){3, 5}, 2);
+    s_scan_is (s, "nodeX", 2, 3, 10, t, 10, (uint32_t[]){3, 5}, 2);
+    s_scan_is (s, "nodeX", 2, 4, 10, t, 10, (uint32_t[]){5}, 1);
+    s_scan_is (s, "nodeX", 2, 6, 10, t, 10, NULL, 0);
+    // max.
+    s_scan_is (s, "nodeX", 2, 0, 2, t, 10, (uint32_t[]){1, 3}, 2);
+    s_scan_is (s, "nodeX", 2, 0, 1, t, 10, (uint32_t[]){1}, 1);
+    s_scan_is (s, "nodeX", 2, 0, 0, t, 10, NULL, 0);
+
+    // The callback refuses the second entry: one taken, the third never offered.
+    scan_t sc = {.t = t, .nt = 10, .stop_at = 2};
+    ck_assert_int_eq (store_mailbox_scan (s, "nodeX", 2, 0, 10, s_scan_cb, &sc, NULL), 1);
+    ck_assert_int_eq (sc.calls, 2);
+    ck_assert_int_eq (sc.n, 1);
+    ck_assert_uint_eq (sc.num[0], 1);
+    // Refusing the first: none taken.
+    memset (&sc, 0, sizeof sc);
+    sc.t = t;
+    sc.nt = 10;
+    sc.stop_at = 1;
+    ck_assert_int_eq (store_mailbox_scan (s, "nodeX", 1, 0, 10, s_scan_cb, &sc, NULL), 0);
+    ck_assert_int_eq (sc.calls, 1);
+    ck_assert_int_eq (sc.n, 0);
+    // A scan changes nothing: everything is still there.
+    ck_assert_int_eq (store_mailbox_count (s, "nodeX"), 7);
+    ck_assert (!store_pending (s));
+
+    // Delivered entries are skipped.
+    ck_assert_int_eq (store_delivered (s, "nodeX", t[3].sender, t[3].id, 5000, NULL), STORE_OK);
+    ck_assert_int_eq (store_delivered (s, "nodeX", t[0].sender, t[0].id, 5000, NULL), STORE_OK);
+    s_commit_ok (s);
+    s_scan_is (s, "nodeX", 2, 0, 10, t, 10, (uint32_t[]){1, 5}, 2);
+    s_scan_is (s, "nodeX", 0, 0, 10, t, 10, (uint32_t[]){4}, 1);
+
+    // Staged and never committed (the broker stopped): never handed out.
+    s_put_ok (s, &t[8]);
+    ck_assert_uint_eq (store_last_seq (s), 9);
+    store_close (&s);
+    s = s_open (db, 0, 0);
+    s_scan_is (s, "nodeX", 2, 0, 10, t, 10, (uint32_t[]){1, 5}, 2);
+    // Another connection's open group is invisible until it commits.
+    store_t *other = s_open (db, 0, 0);
+    s_put_ok (other, &t[9]);
+    ck_assert (store_pending (other));
+    s_scan_is (s, "nodeX", 2, 0, 10, t, 10, (uint32_t[]){1, 5}, 2);
+    s_commit_ok (other);
+    s_scan_is (s, "nodeX", 2, 0, 10, t, 10, (uint32_t[]){1, 5, 9}, 3);
+    store_close (&other);
+
+    // No node or callback: an error, not a crash.
+    ck_assert_int_eq (store_mailbox_scan (s, NULL, 2, 0, 10, s_scan_cb, &sc, NULL), STORE_ERROR);
+    ck_assert_int_eq (store_mailbox_scan (s, "nodeX", 2, 0, 10, NULL, NULL, NULL), STORE_ERROR);
+    ck_assert_int_eq (store_mailbox_scan (NULL, "nodeX", 2, 0, 10, s_scan_cb, &sc, NULL),
+                      STORE_ERROR);
+    store_close (&s);
+}
+END_TEST
+
+// A damaged envelope stops the scan at it: the entries before it are taken, it never is.
+START_TEST (test_store_scan_damaged)
+{
+    char db[192];
+    s_dir (db, sizeof db);
+    store_t *s = s_open (db, 0, 0);
+    tmsg_t t[5];
+    for (uint32_t i = 0; i < 5; i++) {
+        s_msg (&t[i], "nodeA", i, 1, 64, "nodeX");
+        t[i].env[9] = 0; // the flip below changes it
+        s_sha256 (t[i].env, t[i].env_len, t[i].digest);
+        s_put_ok (s, &t[i]);
+    }
+    s_commit_ok (s);
+    s_flip_envelope (db, 3);
+
+    scan_t sc = {.t = t, .nt = 5};
+    uint64_t damaged = 0;
+    ck_assert_int_eq (store_mailbox_scan (s, "nodeX", 1, 0, 10, s_scan_cb, &sc, &damaged),
+                      STORE_DAMAGED);
+    ck_assert_uint_eq (damaged, 3);
+    ck_assert_int_eq (sc.n, 2);
+    ck_assert_int_eq (sc.calls, 2); // the damaged entry is never offered
+    ck_assert_uint_eq (sc.seq[0], 1);
+    ck_assert_uint_eq (sc.seq[1], 2);
+    const char *err = store_error (s);
+    ck_assert_msg (strstr (err, "seq 3") && strstr (err, "nodeX") && strstr (err, "SHA-256")
+                       && strstr (err, "store-check"),
+                   "%s", err);
+    // Without a place for the seq, the same answer.
+    memset (&sc, 0, sizeof sc);
+    sc.t = t;
+    sc.nt = 5;
+    ck_assert_int_eq (store_mailbox_scan (s, "nodeX", 1, 0, 10, s_scan_cb, &sc, NULL),
+                      STORE_DAMAGED);
+    ck_assert_int_eq (sc.n, 2);
+    // Stopping before it is fine; past it, the rest is served.
+    s_scan_is (s, "nodeX", 1, 0, 2, t, 5, (uint32_t[]){0, 1}, 2);
+    s_scan_is (s, "nodeX", 1, 3, 10, t, 5, (uint32_t[]){3, 4}, 2);
+    // The scan changed nothing.
+    ck_assert (!store_pending (s));
+    ck_assert_int_eq (store_mailbox_count (s, "nodeX"), 5);
+    store_close (&s);
+}
+END_TEST
+
+typedef struct {
+    int n;
+    store_listing_t e[16];
+} listing_t;
+
+static void
+s_list_cb (void *arg, const store_listing_t *entry)
+{
+    listing_t *l = arg;
+    ck_assert_int_lt (l->n, 16);
+    l->e[l->n++] = *entry;
+}
+
+// The listing entry describes test message t, stored as seq.
+static void
+s_listing_is (const store_listing_t *e, const tmsg_t *t, uint64_t seq)
+{
+    ck_assert_uint_eq (e->seq, seq);
+    ck_assert_msg (memcmp (e->id, t->id, 16) == 0, "listing seq %llu is message %u, not %u",
+                   (unsigned long long) e->seq, s_num (e->id), s_num (t->id));
+    ck_assert_str_eq (e->sender, t->sender);
+    ck_assert_int_eq (e->type, t->type);
+    ck_assert_int_eq (e->priority, t->priority);
+    ck_assert_int_eq (e->accepted_ms, t->accepted_ms);
+    ck_assert_int_eq (e->deadline_ms, t->deadline_ms);
+    ck_assert_uint_eq (e->size, t->env_len);
+}
+
+START_TEST (test_store_list)
+{
+    char db[192];
+    s_dir (db, sizeof db);
+    store_t *s = s_open (db, 0, 0);
+    tmsg_t t[6];
+    const int prio[6] = {0, 2, 1, 0, 2, 1};
+    const char *both[] = {"nodeX", "nodeY"};
+    for (uint32_t i = 0; i < 6; i++) {
+        s_msg (&t[i], i % 2 ? "nodeA" : "nodeK", i, prio[i], 50 + 111 * i, "nodeX");
+        t[i].type = (int) (i % 4) + 1;
+        t[i].accepted_ms = 70000 + 3 * i;
+    }
+    t[1].deadline_ms = 123456;
+    t[4].deadline_ms = 99999;
+    t[4].remind_ms = 88888;
+    t[5].rcpt[0] = "nodeY"; // nodeY only
+    t[2].rcpt[1] = both[1]; // both
+    t[2].n_rcpt = 2;
+    for (int i = 0; i < 6; i++)
+        s_put_ok (s, &t[i]);
+    s_commit_ok (s);
+
+    // Seq order, whatever the priority; metadata as put; size is the envelope's.
+    listing_t l = {0};
+    ck_assert_int_eq (store_mailbox_list (s, "nodeX", 0, 10, s_list_cb, &l), 5);
+    ck_assert_int_eq (l.n, 5);
+    for (int i = 0; i < 5; i++)
+        s_listing_is (&l.e[i], &t[i], (uint64_t) i + 1);
+    memset (&l, 0, sizeof l);
+    ck_assert_int_eq (store_mailbox_list (s, "nodeY", 0, 10, s_list_cb, &l), 2);
+    s_listing_is (&l.e[0], &t[2], 3);
+    s_listing_is (&l.e[1], &t[5], 6);
+    memset (&l, 0, sizeof l);
+    ck_assert_int_eq (store_mailbox_list (s, "nodeW", 0, 10, s_list_cb, &l), 0);
+    ck_assert_int_eq (l.n, 0);
+
+    // Pages of two by `after`.
+    memset (&l, 0, sizeof l);
+    ck_assert_int_eq (store_mailbox_list (s, "nodeX", 0, 2, s_list_cb, &l), 2);
+    s_listing_is (&l.e[0], &t[0], 1);
+    s_listing_is (&l.e[1], &t[1], 2);
+    memset (&l, 0, sizeof l);
+    ck_assert_int_eq (store_mailbox_list (s, "nodeX", 2, 2, s_list_cb, &l), 2);
+    s_listing_is (&l.e[0], &t[2], 3);
+    s_listing_is (&l.e[1], &t[3], 4);
+    memset (&l, 0, sizeof l);
+    ck_assert_int_eq (store_mailbox_list (s, "nodeX", 4, 2, s_list_cb, &l), 1);
+    s_listing_is (&l.e[0], &t[4], 5);
+    memset (&l, 0, sizeof l);
+    ck_assert_int_eq (store_mailbox_list (s, "nodeX", 5, 2, s_list_cb, &l), 0);
+    ck_assert_int_eq (store_mailbox_list (s, "nodeX", 0, 0, s_list_cb, &l), 0);
+    ck_assert_int_eq (l.n, 0);
+
+    // Delivered entries are not listed (for that node only); listing changes nothing.
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[1].id, 9000, NULL), STORE_OK);
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeK", t[2].id, 9000, NULL), STORE_OK);
+    s_commit_ok (s);
+    memset (&l, 0, sizeof l);
+    ck_assert_int_eq (store_mailbox_list (s, "nodeX", 0, 10, s_list_cb, &l), 3);
+    s_listing_is (&l.e[0], &t[0], 1);
+    s_listing_is (&l.e[1], &t[3], 4);
+    s_listing_is (&l.e[2], &t[4], 5);
+    memset (&l, 0, sizeof l);
+    ck_assert_int_eq (store_mailbox_list (s, "nodeY", 0, 10, s_list_cb, &l), 2);
+    s_listing_is (&l.e[0], &t[2], 3);
+    ck_assert (!store_pending (s));
+    ck_assert_int_eq (store_mailbox_count (s, "nodeX"), 3);
+    ck_assert_int_eq (store_mailbox_list (s, NULL, 0, 10, s_list_cb, &l), STORE_ERROR);
+    ck_assert_int_eq (store_mailbox_list (s, "nodeX", 0, 10, NULL, NULL), STORE_ERROR);
+    store_close (&s);
+}
+END_TEST
+
+typedef struct {
+    int calls;
+    size_t len;
+    uint8_t env[MAX_ENV];
+} fetched_t;
+
+static void
+s_fetch_cb (void *arg, const uint8_t *envelope, size_t len)
+{
+    fetched_t *f = arg;
+    f->calls++;
+    ck_assert_uint_le (len, MAX_ENV);
+    memcpy (f->env, envelope, len);
+    f->len = len;
+}
+
+// Fetches (node, sender, id) and expects rc; for STORE_OK, t's exact bytes.
+static void
+s_fetch_is (store_t *s, const char *node, const char *sender, const uint8_t id[16], store_rc_t want,
+            const tmsg_t *t)
+{
+    fetched_t f = {0};
+    store_rc_t rc = store_fetch (s, node, sender, id, s_fetch_cb, &f);
+    ck_assert_msg (rc == want, "fetch %s/%s/%u: %d, want %d (%s)", node, sender, s_num (id), rc,
+                   want, store_error (s));
+    if (want != STORE_OK) {
+        ck_assert_int_eq (f.calls, 0);
+        return;
+    }
+    ck_assert_int_eq (f.calls, 1);
+    ck_assert_uint_eq (f.len, t->env_len);
+    ck_assert_msg (memcmp (f.env, t->env, t->env_len) == 0, "fetched bytes differ");
+}
+
+START_TEST (test_store_fetch)
+{
+    char db[192];
+    s_dir (db, sizeof db);
+    store_t *s = s_open (db, 0, 0);
+    tmsg_t t[3];
+    const char *both[] = {"nodeX", "nodeY"};
+    s_msg (&t[0], "nodeA", 1, 0, 700, "nodeX");
+    t[0].rcpt[1] = both[1];
+    t[0].n_rcpt = 2;
+    s_msg (&t[1], "nodeA", 2, 2, 64, "nodeX");
+    t[1].env[9] = 0; // damaged below
+    s_sha256 (t[1].env, t[1].env_len, t[1].digest);
+    s_msg (&t[2], "nodeQ", 1, 1, 333, "nodeY"); // same id as t0, another sender
+    for (int i = 0; i < 3; i++)
+        s_put_ok (s, &t[i]);
+    s_commit_ok (s);
+
+    s_fetch_is (s, "nodeX", "nodeA", t[0].id, STORE_OK, &t[0]);
+    s_fetch_is (s, "nodeY", "nodeA", t[0].id, STORE_OK, &t[0]);
+    s_fetch_is (s, "nodeX", "nodeA", t[1].id, STORE_OK, &t[1]);
+    s_fetch_is (s, "nodeY", "nodeQ", t[2].id, STORE_OK, &t[2]);
+    // Only from a mailbox the message was addressed to.
+    s_fetch_is (s, "nodeY", "nodeA", t[1].id, STORE_NOTFOUND, NULL);
+    s_fetch_is (s, "nodeW", "nodeA", t[0].id, STORE_NOTFOUND, NULL);
+    s_fetch_is (s, "nodeX", "nodeQ", t[2].id, STORE_NOTFOUND, NULL);
+    uint8_t unknown[16] = {7, 7, 7};
+    s_fetch_is (s, "nodeX", "nodeA", unknown, STORE_NOTFOUND, NULL);
+
+    // Delivered but not purged: still fetchable; purged: gone.
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[0].id, 100, NULL), STORE_OK);
+    s_commit_ok (s);
+    s_fetch_is (s, "nodeX", "nodeA", t[0].id, STORE_OK, &t[0]);
+    ck_assert_int_eq (store_delivered (s, "nodeY", "nodeA", t[0].id, 200, NULL), STORE_OK);
+    s_commit_ok (s);
+    s_fetch_is (s, "nodeX", "nodeA", t[0].id, STORE_OK, &t[0]);
+    int64_t purged = 0;
+    ck_assert_int_eq (store_purge (s, 1000, &purged), STORE_OK);
+    ck_assert_int_eq (purged, 1);
+    s_fetch_is (s, "nodeX", "nodeA", t[0].id, STORE_NOTFOUND, NULL);
+    s_fetch_is (s, "nodeY", "nodeQ", t[2].id, STORE_OK, &t[2]);
+
+    // A damaged envelope is refused, and said so.
+    s_flip_envelope (db, 2);
+    s_fetch_is (s, "nodeX", "nodeA", t[1].id, STORE_DAMAGED, NULL);
+    ck_assert_msg (strstr (store_error (s), "00000002") && strstr (store_error (s), "SHA-256"),
+                   "%s", store_error (s));
+    ck_assert (!store_pending (s));
+    fetched_t f = {0};
+    ck_assert_int_eq (store_fetch (s, "nodeX", NULL, t[1].id, s_fetch_cb, &f), STORE_ERROR);
+    ck_assert_int_eq (store_fetch (s, "nodeX", "nodeA", t[1].id, NULL, NULL), STORE_ERROR);
+    store_close (&s);
+}
+END_TEST
+
+typedef struct {
+    int n;
+    char node[8][16];
+    char sender[8][16];
+    uint32_t num[8];
+    int64_t expires_ms[8];
+} expired_t;
+
+static void
+s_expired_cb (void *arg, const char *node, const char *sender, const uint8_t id[16],
+              int64_t expires_ms)
+{
+    expired_t *x = arg;
+    ck_assert_int_lt (x->n, 8);
+    snprintf (x->node[x->n], sizeof x->node[0], "%s", node);
+    snprintf (x->sender[x->n], sizeof x->sender[0], "%s", sender);
+    x->num[x->n] = s_num (id);
+    x->expires_ms[x->n] = expires_ms;
+    x->n++;
+}
+
+// True if the callback saw (node, sender, message num, expires_ms).
+static bool
+s_expired_has (const expired_t *x, const char *node, const char *sender, uint32_t num,
+               int64_t expires_ms)
+{
+    for (int i = 0; i < x->n; i++)
+        if (!strcmp (x->node[i], node) && !strcmp (x->sender[i], sender) && x->num[i] == num
+            && x->expires_ms[i] == expires_ms)
+            return true;
+    return false;
+}
+
+START_TEST (test_store_expire)
+{
+    char db[192];
+    s_dir (db, sizeof db);
+    store_t *s = s_open (db, 0, 0);
+    static tmsg_t t[5];
+    const char *both[] = {"nodeX", "nodeY"};
+    s_msg (&t[0], "nodeA", 0, 0, 100, "nodeX"); // to X and Y, expires at 500
+    t[0].rcpt[1] = both[1];
+    t[0].n_rcpt = 2;
+    t[0].expires_ms = 500;
+    s_msg (&t[1], "nodeA", 1, 0, 100, "nodeX"); // expires at 1000
+    t[1].expires_ms = 1000;
+    s_msg (&t[2], "nodeA", 2, 0, 100, "nodeX"); // never expires
+    s_msg (&t[3], "nodeA", 3, 0, 100, "nodeX"); // expires at 400, delivered at 300
+    t[3].expires_ms = 400;
+    s_msg (&t[4], "nodeK", 4, 0, 100, "nodeX"); // expires at 500, another sender
+    t[4].expires_ms = 500;
+    for (int i = 0; i < 5; i++)
+        s_put_ok (s, &t[i]);
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[3].id, 300, NULL), STORE_OK);
+    s_commit_ok (s);
+
+    // Nothing undelivered has expired yet (t3 has, but was delivered).
+    expired_t x = {0};
+    ck_assert_int_eq (store_expire (s, 499, 10, s_expired_cb, &x), 0);
+    ck_assert_int_eq (x.n, 0);
+    ck_assert (!store_pending (s));
+
+    // At 500: t0 for X and for Y, t4 for X.
+    ck_assert_int_eq (store_expire (s, 500, 10, s_expired_cb, &x), 3);
+    ck_assert_int_eq (x.n, 3);
+    ck_assert (s_expired_has (&x, "nodeX", "nodeA", 0, 500));
+    ck_assert (s_expired_has (&x, "nodeY", "nodeA", 0, 500));
+    ck_assert (s_expired_has (&x, "nodeX", "nodeK", 4, 500));
+    ck_assert (store_pending (s)); // staged
+    s_commit_ok (s);
+    memset (&x, 0, sizeof x);
+    ck_assert_int_eq (store_expire (s, 600, 10, s_expired_cb, &x), 0); // each once
+    ck_assert_int_eq (x.n, 0);
+
+    // Out of the mailboxes; the others untouched.
+    s_scan_is (s, "nodeX", 0, 0, 10, t, 5, (uint32_t[]){1, 2}, 2);
+    s_scan_is (s, "nodeY", 0, 0, 10, t, 5, NULL, 0);
+    ck_assert_int_eq (store_mailbox_count (s, "nodeX"), 2);
+    ck_assert_int_eq (s_sql_int (db, "SELECT delivered_ms FROM mailbox WHERE seq = 4"), 300);
+    // Every recipient's copy is gone: the message is done, like a delivered one.
+    ck_assert_int_eq (s_sql_int (db, "SELECT done_ms FROM messages WHERE seq = 1"), 500);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM messages WHERE seq = 2"
+                                     " AND done_ms IS NULL"),
+                      1);
+    // An EXPIRED receipt per recipient.
+    trail_t tr = {0};
+    ck_assert_int_eq (store_receipts (s, "nodeA", t[0].id, s_collect, &tr), 2);
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq (tr.status[i], 5);
+        ck_assert_str_eq (tr.reason[i], "ttl-expired");
+        ck_assert_str_eq (tr.rule[i], "(null)");
+        ck_assert_int_eq (tr.time[i], 500);
+        ck_assert_uint_eq (tr.sig_len[i], 99);
+    }
+    ck_assert_msg (
+        (!strcmp (tr.recipient[0], "nodeX") && !strcmp (tr.recipient[1], "nodeY"))
+            || (!strcmp (tr.recipient[0], "nodeY") && !strcmp (tr.recipient[1], "nodeX")),
+        "%s %s", tr.recipient[0], tr.recipient[1]);
+    memset (&tr, 0, sizeof tr);
+    ck_assert_int_eq (store_receipts (s, "nodeK", t[4].id, s_collect, &tr), 1);
+    ck_assert_str_eq (tr.recipient[0], "nodeX");
+    ck_assert_int_eq (tr.status[0], 5);
+    ck_assert_int_eq (store_receipts (s, "nodeA", t[3].id, NULL, NULL), 0);
+    ck_assert_int_eq (store_receipts (s, "nodeA", t[1].id, NULL, NULL), 0);
+
+    // A late acknowledgement of an expired message is not a first delivery.
+    bool first = true;
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[0].id, 700, &first), STORE_OK);
+    ck_assert (!first);
+    ck_assert (!store_pending (s));
+    ck_assert_int_eq (store_delivered (s, "nodeQ", "nodeA", t[0].id, 700, &first), STORE_NOTFOUND);
+
+    // max bounds a run: t1 and (at 10^6) nothing else, t2 never expires.
+    memset (&x, 0, sizeof x);
+    ck_assert_int_eq (store_expire (s, 1000000, 0, s_expired_cb, &x), 0);
+    ck_assert_int_eq (x.n, 0);
+    ck_assert_int_eq (store_expire (s, 1000000, 1, s_expired_cb, &x), 1);
+    ck_assert (s_expired_has (&x, "nodeX", "nodeA", 1, 1000));
+    ck_assert_int_eq (store_expire (s, 1000000, 1, NULL, NULL), 0);
+    s_commit_ok (s);
+    s_scan_is (s, "nodeX", 0, 0, 10, t, 5, (uint32_t[]){2}, 1);
+
+    // Purged once past expiry: t3 (delivered at 300) first, then t0 and t4 (expired at 500).
+    int64_t purged = -1;
+    ck_assert_int_eq (store_purge (s, 300, &purged), STORE_OK);
+    ck_assert_int_eq (purged, 0);
+    ck_assert_int_eq (store_purge (s, 500, &purged), STORE_OK);
+    ck_assert_int_eq (purged, 1);
+    ck_assert_int_eq (store_purge (s, 501, &purged), STORE_OK);
+    ck_assert_int_eq (purged, 2);
+    ck_assert_int_eq (store_receipts (s, "nodeA", t[0].id, NULL, NULL), 0);
+    ck_assert_int_eq (store_delivered (s, "nodeY", "nodeA", t[0].id, 900, NULL), STORE_NOTFOUND);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM messages"), 2);
+    store_close (&s);
+}
+END_TEST
+
+// What a deadline callback (tick or list) reported.
+typedef struct {
+    int n;
+    char sender[16][16];
+    char recipient[16][16];
+    uint32_t num[16];
+    int64_t due_ms[16];
+    int state[16];
+    int64_t answered_ms[16];
+} clocks_t;
+
+static void
+s_clock_cb (void *arg, const char *sender, const uint8_t id[16], const char *recipient,
+            int64_t due_ms, int state, int64_t answered_ms)
+{
+    clocks_t *c = arg;
+    ck_assert_int_lt (c->n, 16);
+    snprintf (c->sender[c->n], sizeof c->sender[0], "%s", sender);
+    snprintf (c->recipient[c->n], sizeof c->recipient[0], "%s", recipient);
+    c->num[c->n] = s_num (id);
+    c->due_ms[c->n] = due_ms;
+    c->state[c->n] = state;
+    c->answered_ms[c->n] = answered_ms;
+    c->n++;
+}
+
+// Index of the clock (sender, message num, recipient) in c, or -1.
+static int
+s_clock_find (const clocks_t *c, const char *sender, uint32_t num, const char *recipient)
+{
+    int found = -1;
+    for (int i = 0; i < c->n; i++)
+        if (!strcmp (c->sender[i], sender) && c->num[i] == num
+            && !strcmp (c->recipient[i], recipient)) {
+            ck_assert_msg (found < 0, "clock %s/%u/%s reported twice", sender, num, recipient);
+            found = i;
+        }
+    return found;
+}
+
+// The state of the clock (message seq, recipient) in the file.
+static int64_t
+s_clock_state (const char *db, int64_t seq, const char *recipient)
+{
+    char sql[160];
+    snprintf (sql, sizeof sql, "SELECT state FROM deadlines WHERE seq = %lld AND recipient = '%s'",
+              (long long) seq, recipient);
+    return s_sql_int (db, sql);
+}
+
+// Ticks at now and expects exactly `count` clocks moved, each reported once.
+static void
+s_tick_is (store_t *s, int64_t now, size_t max, clocks_t *c, int count)
+{
+    memset (c, 0, sizeof *c);
+    int rc = store_deadlines_tick (s, now, max, s_clock_cb, c);
+    ck_assert_msg (rc == count, "tick at %lld: %d, want %d (%s)", (long long) now, rc, count,
+                   store_error (s));
+    ck_assert_int_eq (c->n, count);
+}
+
+START_TEST (test_store_deadlines)
+{
+    char db[192];
+    s_dir (db, sizeof db);
+    store_t *s = s_open (db, 0, 0);
+    tmsg_t a, b, c, d;
+    const char *xy[] = {"nodeX", "nodeY"};
+    // a: nodeA asks X and Y, due 10000, reminder at 8000 (seq 1).
+    s_msg (&a, "nodeA", 1, 1, 100, "nodeX");
+    a.rcpt[1] = xy[1];
+    a.n_rcpt = 2;
+    a.deadline_ms = 10000;
+    a.remind_ms = 8000;
+    // b: nodeB asks X, due 5000, reminder at 3000 (seq 2).
+    s_msg (&b, "nodeB", 2, 1, 100, "nodeX");
+    b.deadline_ms = 5000;
+    b.remind_ms = 3000;
+    // c: no deadline (seq 3). d: nodeA asks Z, due 20000, no reminder time (seq 4).
+    s_msg (&c, "nodeA", 3, 1, 100, "nodeX");
+    s_msg (&d, "nodeA", 4, 1, 100, "nodeZ");
+    d.deadline_ms = 20000;
+    s_put_ok (s, &a);
+    s_put_ok (s, &b);
+    s_put_ok (s, &c);
+    s_put_ok (s, &d);
+    store_msg_t m = s_view (&a);
+    ck_assert_int_eq (store_put (s, &m, NULL), STORE_DUPLICATE); // starts no second clock
+    s_commit_ok (s);
+
+    // One clock per recipient, all open.
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM deadlines"), 4);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM deadlines WHERE seq = 1"), 2);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM deadlines WHERE seq = 3"), 0);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM deadlines WHERE state = 1"), 4);
+    ck_assert_int_eq (s_sql_int (db, "SELECT due_ms FROM deadlines WHERE seq = 2"), 5000);
+    ck_assert_int_eq (s_sql_int (db, "SELECT remind_ms FROM deadlines WHERE seq = 2"), 3000);
+    ck_assert_int_eq (s_sql_int (db, "SELECT remind_ms FROM deadlines WHERE seq = 4"), 20000);
+
+    // Before any reminder time: nothing moves, nothing is staged.
+    clocks_t k;
+    s_tick_is (s, 2999, 10, &k, 0);
+    ck_assert (!store_pending (s));
+
+    // b's reminder and deadline both passed (the broker was down): straight to MISSED.
+    s_tick_is (s, 6000, 10, &k, 1);
+    ck_assert_str_eq (k.sender[0], "nodeB");
+    ck_assert_str_eq (k.recipient[0], "nodeX");
+    ck_assert_uint_eq (k.num[0], 2);
+    ck_assert_int_eq (k.due_ms[0], 5000);
+    ck_assert_int_eq (k.state[0], STORE_DEADLINE_MISSED);
+    ck_assert_int_eq (k.answered_ms[0], 0);
+    ck_assert (store_pending (s));
+    // Staged: dropped if never committed, then done again.
+    store_close (&s);
+    ck_assert_int_eq (s_clock_state (db, 2, "nodeX"), STORE_DEADLINE_OPEN);
+    s = s_open (db, 0, 0);
+    s_tick_is (s, 6000, 10, &k, 1);
+    ck_assert_int_eq (k.state[0], STORE_DEADLINE_MISSED);
+    s_commit_ok (s);
+    ck_assert_int_eq (s_clock_state (db, 2, "nodeX"), STORE_DEADLINE_MISSED);
+    s_tick_is (s, 7999, 10, &k, 0);
+
+    // a's reminder: DUE_SOON for X and Y, max bounding each run.
+    s_tick_is (s, 8000, 1, &k, 1);
+    ck_assert_int_eq (k.state[0], STORE_DEADLINE_DUE_SOON);
+    s_tick_is (s, 8000, 1, &k, 1);
+    ck_assert_int_eq (k.state[0], STORE_DEADLINE_DUE_SOON);
+    s_tick_is (s, 8000, 10, &k, 0); // each reminded once
+    s_commit_ok (s);
+    ck_assert_int_eq (s_clock_state (db, 1, "nodeX"), STORE_DEADLINE_DUE_SOON);
+    ck_assert_int_eq (s_clock_state (db, 1, "nodeY"), STORE_DEADLINE_DUE_SOON);
+    s_tick_is (s, 9999, 10, &k, 0);
+
+    // Lists: soonest first, for the sender and for the recipient.
+    clocks_t l = {0};
+    ck_assert_int_eq (store_deadlines_list (s, "nodeX", 10, s_clock_cb, &l), 2);
+    ck_assert_uint_eq (l.num[0], 2); // due 5000, missed
+    ck_assert_str_eq (l.sender[0], "nodeB");
+    ck_assert_int_eq (l.state[0], STORE_DEADLINE_MISSED);
+    ck_assert_int_eq (l.due_ms[0], 5000);
+    ck_assert_uint_eq (l.num[1], 1); // due 10000, reminded
+    ck_assert_str_eq (l.sender[1], "nodeA");
+    ck_assert_str_eq (l.recipient[1], "nodeX");
+    ck_assert_int_eq (l.state[1], STORE_DEADLINE_DUE_SOON);
+    ck_assert_int_eq (l.due_ms[1], 10000);
+    memset (&l, 0, sizeof l);
+    ck_assert_int_eq (store_deadlines_list (s, "nodeA", 10, s_clock_cb, &l), 3);
+    ck_assert_int_eq (l.due_ms[0], 10000);
+    ck_assert_int_eq (l.due_ms[1], 10000);
+    ck_assert_int_ge (s_clock_find (&l, "nodeA", 1, "nodeX"), 0);
+    ck_assert_int_ge (s_clock_find (&l, "nodeA", 1, "nodeY"), 0);
+    ck_assert_int_eq (s_clock_find (&l, "nodeA", 4, "nodeZ"), 2);
+    ck_assert_int_eq (l.state[2], STORE_DEADLINE_OPEN);
+    memset (&l, 0, sizeof l);
+    ck_assert_int_eq (store_deadlines_list (s, "nodeA", 1, s_clock_cb, &l), 1); // max
+    ck_assert_int_eq (l.due_ms[0], 10000);
+    memset (&l, 0, sizeof l);
+    ck_assert_int_eq (store_deadlines_list (s, "nodeB", 10, s_clock_cb, &l), 1);
+    ck_assert_int_eq (store_deadlines_list (s, "nodeQ", 10, s_clock_cb, &l), 0);
+
+    // Y answers a before its deadline: only Y's clock stops.
+    ck_assert_int_eq (store_deadline_answer (s, "nodeA", a.id, "nodeY", 9500), 1);
+    ck_assert_int_eq (store_deadline_answer (s, "nodeA", a.id, "nodeY", 9600), 0); // once
+    ck_assert_int_eq (store_deadline_answer (s, "nodeA", a.id, "nodeZ", 9600), 0); // not asked
+    ck_assert_int_eq (store_deadline_answer (s, "nodeQ", a.id, "nodeX", 9600), 0); // not a's sender
+    ck_assert_int_eq (store_deadline_answer (s, "nodeA", c.id, "nodeX", 9600), 0); // no clock
+    s_commit_ok (s);
+    ck_assert_int_eq (s_clock_state (db, 1, "nodeY"), STORE_DEADLINE_ANSWERED);
+    ck_assert_int_eq (s_sql_int (db, "SELECT answered_ms FROM deadlines"
+                                     " WHERE seq = 1 AND recipient = 'nodeY'"),
+                      9500);
+    ck_assert_int_eq (s_clock_state (db, 1, "nodeX"), STORE_DEADLINE_DUE_SOON);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM deadlines"
+                                     " WHERE answered_ms IS NOT NULL"),
+                      1);
+    memset (&l, 0, sizeof l);
+    ck_assert_int_eq (store_deadlines_list (s, "nodeY", 10, s_clock_cb, &l), 0);
+    ck_assert_int_eq (store_deadlines_list (s, "nodeA", 10, s_clock_cb, &l), 2);
+    ck_assert_int_lt (s_clock_find (&l, "nodeA", 1, "nodeY"), 0);
+
+    // a's deadline: X missed; Y's answered clock is left alone.
+    s_tick_is (s, 10000, 10, &k, 1);
+    ck_assert_str_eq (k.recipient[0], "nodeX");
+    ck_assert_uint_eq (k.num[0], 1);
+    ck_assert_int_eq (k.state[0], STORE_DEADLINE_MISSED);
+    s_commit_ok (s);
+    ck_assert_int_eq (s_clock_state (db, 1, "nodeY"), STORE_DEADLINE_ANSWERED);
+    s_tick_is (s, 15000, 10, &k, 0);
+
+    /* A late answer to a missed clock is recorded (1) and the clock stays
+       missed, listed with its answer time. */
+    ck_assert_int_eq (store_deadline_answer (s, "nodeB", b.id, "nodeX", 12000), 1);
+    ck_assert_int_eq (store_deadline_answer (s, "nodeB", b.id, "nodeX", 12500), 0);
+    s_commit_ok (s);
+    ck_assert_int_eq (s_clock_state (db, 2, "nodeX"), STORE_DEADLINE_MISSED);
+    memset (&l, 0, sizeof l);
+    ck_assert_int_eq (store_deadlines_list (s, "nodeB", 10, s_clock_cb, &l), 1);
+    ck_assert_int_eq (l.state[0], STORE_DEADLINE_MISSED);
+    ck_assert_int_eq (l.answered_ms[0], 12000);
+
+    // d had no reminder time: reminded at its deadline is too late, so missed.
+    s_tick_is (s, 20000, 10, &k, 1);
+    ck_assert_str_eq (k.recipient[0], "nodeZ");
+    ck_assert_int_eq (k.state[0], STORE_DEADLINE_MISSED);
+    s_commit_ok (s);
+    store_close (&s);
+}
+END_TEST
+
+// A delivered request is kept while any of its clocks runs; answered or missed, it goes.
+START_TEST (test_store_deadline_purge)
+{
+    char db[192];
+    s_dir (db, sizeof db);
+    store_t *s = s_open (db, 0, 0);
+    tmsg_t a, b;
+    const char *xy[] = {"nodeX", "nodeY"};
+    s_msg (&a, "nodeA", 1, 0, 100, "nodeX");
+    a.rcpt[1] = xy[1];
+    a.n_rcpt = 2;
+    a.deadline_ms = 10000;
+    a.remind_ms = 5000;
+    s_msg (&b, "nodeA", 2, 0, 100, "nodeX");
+    b.deadline_ms = 3000;
+    s_put_ok (s, &a);
+    s_put_ok (s, &b);
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq (store_delivered (s, xy[i], "nodeA", a.id, 100, NULL), STORE_OK);
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", b.id, 100, NULL), STORE_OK);
+    s_commit_ok (s);
+
+    int64_t purged = -1;
+    ck_assert_int_eq (store_purge (s, 1000, &purged), STORE_OK);
+    ck_assert_int_eq (purged, 0); // both clocks of a, and b's, are open
+    // b's clock is missed: nothing to wait for any more.
+    clocks_t k;
+    s_tick_is (s, 3000, 10, &k, 1);
+    s_commit_ok (s);
+    ck_assert_int_eq (store_purge (s, 1000, &purged), STORE_OK);
+    ck_assert_int_eq (purged, 1);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM messages WHERE seq = 2"), 0);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM deadlines WHERE seq = 2"), 0);
+    // a's clocks reminded (still running): kept.
+    s_tick_is (s, 5000, 10, &k, 2);
+    s_commit_ok (s);
+    ck_assert_int_eq (store_purge (s, 6000, &purged), STORE_OK);
+    ck_assert_int_eq (purged, 0);
+    // X answers: Y's clock still runs.
+    ck_assert_int_eq (store_deadline_answer (s, "nodeA", a.id, "nodeX", 6000), 1);
+    s_commit_ok (s);
+    ck_assert_int_eq (store_purge (s, 7000, &purged), STORE_OK);
+    ck_assert_int_eq (purged, 0);
+    s_fetch_is (s, "nodeY", "nodeA", a.id, STORE_OK, &a);
+    ck_assert_int_eq (store_deadline_answer (s, "nodeA", a.id, "nodeY", 7000), 1);
+    s_commit_ok (s);
+    ck_assert_int_eq (store_purge (s, 7000, &purged), STORE_OK);
+    ck_assert_int_eq (purged, 1);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM messages"), 0);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM deadlines"), 0);
+    clocks_t l = {0};
+    ck_assert_int_eq (store_deadlines_list (s, "nodeA", 10, s_clock_cb, &l), 0);
+    store_close (&s);
+}
+END_TEST
+
 Suite *
 store_suite (void)
 {
@@ -1601,6 +2500,8 @@ store_suite (void)
     tcase_add_test (tc, test_store_commit_syncs);
     tcase_add_test (tc, test_store_migrate_v1);
     tcase_add_test (tc, test_store_migration_atomic);
+    tcase_add_test (tc, test_store_migrate_v2);
+    tcase_add_test (tc, test_store_migration_v3_atomic);
     tcase_add_test (tc, test_store_newer_refused);
     tcase_add_test (tc, test_store_foreign_refused);
     suite_add_tcase (s, tc);
@@ -1621,6 +2522,18 @@ store_suite (void)
     tcase_add_test (tc, test_store_delivered);
     tcase_add_test (tc, test_store_receipts);
     tcase_add_test (tc, test_store_purge);
+    suite_add_tcase (s, tc);
+
+    tc = tcase_create ("delivery");
+    tcase_set_timeout (tc, 20);
+    tcase_add_unchecked_fixture (tc, s_root_make, s_root_remove);
+    tcase_add_test (tc, test_store_scan);
+    tcase_add_test (tc, test_store_scan_damaged);
+    tcase_add_test (tc, test_store_list);
+    tcase_add_test (tc, test_store_fetch);
+    tcase_add_test (tc, test_store_expire);
+    tcase_add_test (tc, test_store_deadlines);
+    tcase_add_test (tc, test_store_deadline_purge);
     suite_add_tcase (s, tc);
 
     tc = tcase_create ("faults");
