@@ -53,7 +53,7 @@ $(BUILD)/obj/gen/liaison.pb-c.o: $(BUILD)/gen/liaison.pb-c.c
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -Wno-error -c $< -o $@
 
-$(BUILD)/obj/%.o: %.c $(GEN) $(wildcard client/wire/*.h client/*.h broker/*.h tests/*.h)
+$(BUILD)/obj/%.o: %.c $(GEN) $(wildcard client/wire/*.h client/*.h client/cli/*.h broker/*.h tests/*.h tests/integration/*.h)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -c $< -o $@
 

@@ -215,6 +215,8 @@ typedef struct {
     const char *server_name; /* name or IP the broker's certificate must carry;
                                 default: the endpoint's host */
     const char *crl_dir;     /* optional: also check the broker against CRLs */
+    const char *state_dir;   /* required: this node's outbox and inbox (created 0700
+                                if absent; one process at a time) */
     int receiver;            /* nonzero: deliveries for this node come here */
     uint32_t window;         /* deliveries in flight to this session; 64 */
     int timeout_ms;          /* connect, handshake and send timeout; 10000 */
@@ -256,12 +258,103 @@ LIAISON_EXPORT const char *liaison_jurisdiction (const liaison_t *self);
 LIAISON_EXPORT int liaison_send (liaison_t *self, liaison_message_t *msg, int flags);
 
 /* Waits until the broker has processed everything sent before (a ping
-   barrier): receipts it produced are then queued here. */
+   barrier): receipts it produced are then queued here. Also makes the
+   outbox and the inbox acknowledgements durable first (liaison_sync). */
 LIAISON_EXPORT int liaison_flush (liaison_t *self, int timeout_ms);
 
-/* Next message delivered to this node (caller owns it). timeout_ms < 0
-   waits forever, 0 polls. LIAISON_ETIMEOUT when none arrived. */
+/* Next message delivered to this node and not yet acknowledged by the
+   application (caller owns it). Every message handed out is durable in
+   the state directory, and the broker has been told so (a signed
+   DELIVERED receipt). After a restart, every message the application has
+   not acknowledged with liaison_ack is handed out again, oldest first,
+   and none it has. timeout_ms < 0 waits forever, 0 polls.
+   LIAISON_ETIMEOUT when none arrived. */
 LIAISON_EXPORT int liaison_recv (liaison_t *self, liaison_message_t **msg, int timeout_ms);
+
+/* The application is done with msg: it is never handed out again. Local
+   (nothing goes to the broker); durable at the next liaison_sync,
+   liaison_flush or liaison_recv, or when this call returns if flags has
+   no LIAISON_MORE. LIAISON_ENOTFOUND if msg was not delivered here. */
+LIAISON_EXPORT int liaison_ack (liaison_t *self, const liaison_message_t *msg, int flags);
+
+/* An officer or system consulted msg: the broker records a READ receipt
+   (signed by this node) and forwards it to the sender. */
+LIAISON_EXPORT int liaison_read (liaison_t *self, const liaison_message_t *msg);
+
+/* Makes everything staged in the state directory durable now: messages
+   sent with LIAISON_MORE, acknowledgements. */
+LIAISON_EXPORT int liaison_sync (liaison_t *self);
+
+/* Messages sent and not yet ACCEPTED (kept and resent after reconnecting
+   or restarting), and messages delivered the application has not
+   acknowledged. -1 on error. */
+LIAISON_EXPORT int64_t liaison_outbox_count (liaison_t *self);
+LIAISON_EXPORT int64_t liaison_inbox_count (liaison_t *self);
+
+/* The receipt trail of a message this node sent, from the broker's store:
+   ACCEPTED per recipient, then DELIVERED, READ, EXPIRED as they happened
+   (signed ones verify with liaison_receipt_verify). Works after
+   reconnecting or restarting. On success *out (may be empty) belongs to
+   the caller; LIAISON_ENOTFOUND if the broker holds no such message (never
+   accepted, or purged after its retention period). */
+typedef struct liaison_trail liaison_trail_t;
+LIAISON_EXPORT int liaison_trail (liaison_t *self, const uint8_t id[LIAISON_ID_LEN],
+                                  liaison_trail_t **out);
+LIAISON_EXPORT size_t liaison_trail_count (const liaison_trail_t *t);
+LIAISON_EXPORT const liaison_receipt_t *liaison_trail_get (const liaison_trail_t *t, size_t i);
+LIAISON_EXPORT void liaison_trail_destroy (liaison_trail_t **t_p);
+
+/* Checks a DELIVERED or READ receipt's signature against the recipient's
+   certificate (PEM file): the Merkle path leads from this receipt's leaf to
+   a root the certificate's key signed. LIAISON_OK if it verifies,
+   LIAISON_EDENIED if it does not (or the receipt carries no signature),
+   LIAISON_EIO if the certificate cannot be read, LIAISON_EINVAL for NULLs. */
+LIAISON_EXPORT int liaison_receipt_verify (const liaison_receipt_t *r, const char *cert_pem_path);
+
+/* Deadline clocks and notices. A request's deadline class (or a date) is
+   set with liaison_message_set_deadline_class; the broker keeps the clock
+   from its acceptance, reminds the recipient and tells both sides when it
+   is missed. A reply (liaison_message_set_in_reply_to) stops the clock. */
+typedef enum {
+    LIAISON_DEADLINE_NONE = 0,
+    LIAISON_DEADLINE_8_HOURS = 1,
+    LIAISON_DEADLINE_3_DAYS = 2,
+    LIAISON_DEADLINE_7_DAYS = 3,
+    LIAISON_DEADLINE_DATE = 4   /* the date given to liaison_message_set_deadline */
+} liaison_deadline_class_t;
+LIAISON_EXPORT int liaison_message_set_deadline_class (liaison_message_t *msg,
+                                                       liaison_deadline_class_t cls);
+LIAISON_EXPORT liaison_deadline_class_t liaison_message_deadline_class (const liaison_message_t *msg);
+
+typedef enum {
+    LIAISON_NOTICE_DEADLINE_REMINDER = 1, /* to the recipient: the deadline is near */
+    LIAISON_NOTICE_DEADLINE_MISSED = 2    /* to both sides: it ran out without a reply */
+} liaison_notice_kind_t;
+
+typedef struct {
+    liaison_notice_kind_t kind;
+    uint8_t id[LIAISON_ID_LEN];           /* the request */
+    char sender[40];                      /* who asked */
+    char recipient[40];                   /* whose clock */
+    int64_t deadline_ms;
+} liaison_notice_t;
+
+/* Next deadline notice for this node (pushed by the broker to every
+   session of the node that is connected when it happens). */
+LIAISON_EXPORT int liaison_next_notice (liaison_t *self, liaison_notice_t *out, int timeout_ms);
+
+/* The running and missed deadline clocks this node is party to, soonest
+   first (at most max). *n gets the number filled. state: 1 open, 2 due
+   soon (reminded), 3 missed. */
+typedef struct {
+    uint8_t id[LIAISON_ID_LEN];
+    char sender[40];
+    char recipient[40];
+    int64_t deadline_ms;
+    int state;
+} liaison_deadline_t;
+LIAISON_EXPORT int liaison_deadlines (liaison_t *self, liaison_deadline_t *out, size_t max,
+                                      size_t *n);
 
 /* Next receipt for messages this node sent (caller owns it). */
 LIAISON_EXPORT int liaison_next_receipt (liaison_t *self, liaison_receipt_t **receipt,

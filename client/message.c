@@ -273,7 +273,28 @@ liaison_message_set_deadline (liaison_message_t *msg, int64_t utc_ms)
     if (utc_ms < 0)
         return LIAISON_EINVAL;
     msg->env->deadline_ms = utc_ms;
+    msg->env->deadline_class = utc_ms ? LIAISON__DEADLINE_CLASS__DEADLINE_DATE
+                                      : LIAISON__DEADLINE_CLASS__DEADLINE_NONE;
     return LIAISON_OK;
+}
+
+int
+liaison_message_set_deadline_class (liaison_message_t *msg, liaison_deadline_class_t cls)
+{
+    if (!msg || cls < LIAISON_DEADLINE_NONE || cls > LIAISON_DEADLINE_DATE)
+        return LIAISON_EINVAL;
+    if (cls == LIAISON_DEADLINE_DATE && msg->env->deadline_ms == 0)
+        return LIAISON_EINVAL;  // set the date with liaison_message_set_deadline
+    msg->env->deadline_class = (Liaison__DeadlineClass) cls;
+    if (cls != LIAISON_DEADLINE_DATE)
+        msg->env->deadline_ms = 0;  // the broker sets it from its acceptance
+    return LIAISON_OK;
+}
+
+liaison_deadline_class_t
+liaison_message_deadline_class (const liaison_message_t *msg)
+{
+    return msg ? (liaison_deadline_class_t) msg->env->deadline_class : LIAISON_DEADLINE_NONE;
 }
 
 int

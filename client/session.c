@@ -2,6 +2,7 @@
     heartbeats, credit, and reconnection with a fresh TLS session.           */
 #include "internal.h"
 
+#include "ackproof.h"
 #include "codec.h"
 #include "conn.h"
 #include "frame.h"
@@ -12,13 +13,23 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <openssl/pem.h>
 #include <openssl/rand.h>
+#include "state.h"
 #include <zmq.h>
 
 #define DEFAULT_TIMEOUT_MS 10000
 #define DEFAULT_WINDOW 64
 #define FLUSH_THRESHOLD (64 * 1024)
 #define CACHE_SLOTS 64  /* resolutions remembered, by routing fields */
+#define PAGE 64         /* inbox and outbox rows read at a time */
+#define NOTICES_MAX 1024
+
+// A delivery made durable here, to acknowledge to the broker.
+typedef struct {
+    uint8_t id[LIAISON_ID_LEN];
+    char sender[WIRE_NODE_ID_MAX];
+} ackitem_t;
 
 // A resolution the broker gave for one set of routing fields.
 typedef struct {
@@ -38,18 +49,18 @@ typedef struct inflight {
     struct inflight *next;
 } inflight_t;
 
-typedef enum { ST_DOWN, ST_TLS, ST_HELLO, ST_READY } state_t;
+typedef enum { ST_DOWN, ST_TLS, ST_HELLO, ST_READY } sess_state_t;
 
 struct liaison {
     liaison_options_t opts;     /* strings below are owned copies */
-    char *endpoint, *cert, *key, *ca, *hub_ca, *server_name, *crl_dir;
+    char *endpoint, *cert, *key, *ca, *hub_ca, *server_name, *crl_dir, *state_dir;
     void *zctx;
     void *sock;                 /* ZMQ_STREAM, one per connection attempt */
     void *monitor;              /* PAIR reading sock's disconnect events */
     wire_tls_ctx_t *tls;
     wire_conns_t *conns;
     uint64_t conn;              /* handle of the one connection, 0 if none */
-    state_t state;
+    sess_state_t state;
     int error;                  /* what ended the session, if it ended */
     char errmsg[512];
     char node_id[WIRE_NODE_ID_MAX];
@@ -77,6 +88,24 @@ struct liaison {
     Liaison__Recipient *scratch;    /* resolved recipients of the Submit being sent */
     Liaison__Recipient **scratch_ptrs;
     size_t scratch_cap;
+    state_t *st;                /* outbox and inbox (state_dir) */
+    EVP_PKEY *skey;             /* our private key: signs DELIVERED and READ */
+    ackitem_t *acks;            /* deliveries staged, to acknowledge after the commit */
+    size_t nacks, acks_cap;
+    uint32_t settled;           /* deliveries committed since we last granted credit */
+    uint64_t inbox_after;       /* where the application's reading is in the inbox */
+    liaison_message_t *page_head, *page_tail;  /* read from the inbox, not yet handed out */
+    bool outbox_due;            /* send the outbox again (new connection, store refusal) */
+    int64_t outbox_retry_ms;    /* when, after a store refusal */
+    uint64_t query_seq;
+    Liaison__Answer *qanswer;   /* the Answer awaited */
+    liaison_notice_t notices[NOTICES_MAX];
+    size_t notice_head, notice_n;
+};
+
+struct liaison_trail {
+    liaison_receipt_t **items;
+    size_t n;
 };
 
 static __thread char s_connect_err[512];
@@ -274,6 +303,149 @@ s_out_of_date (liaison_t *self, const Liaison__Receipt *r)
     return false;
 }
 
+/* The envelope's bytes inside a Deliver frame as received (Frame field 7
+   holding Deliver field 1), so the inbox stores exactly what the broker
+   stored; NULL if the frame is laid out otherwise. */
+static const uint8_t *
+s_envelope_bytes (const uint8_t *data, size_t size, size_t *len)
+{
+    size_t pos = 0;
+    for (int field = 0; field < 2; field++) {
+        if (pos >= size || data[pos] != (field == 0 ? 0x3a : 0x0a))
+            return NULL;
+        pos++;
+        uint64_t v = 0;
+        for (int shift = 0; pos < size && shift < 64; shift += 7) {
+            uint8_t b = data[pos++];
+            v |= (uint64_t) (b & 0x7f) << shift;
+            if (!(b & 0x80))
+                break;
+        }
+        if (v > size - pos)
+            return NULL;
+        if (field == 1) {
+            *len = (size_t) v;
+            return v == size - pos ? data + pos : NULL;
+        }
+    }
+    return NULL;
+}
+
+// Fails the session after the state directory failed: nothing staged was
+// acknowledged, and a new connection gets it all again.
+static void
+s_state_failed (liaison_t *self, wire_conn_t *conn)
+{
+    s_seterr (self, LIAISON_EIO, "state directory %s: %s", self->opts.state_dir,
+              state_error (self->st));
+    self->nacks = 0;
+    if (conn)
+        wire_conn_close (conn, "client state failed");
+}
+
+// A delivery: durable in the inbox (with the next commit), then
+// acknowledged; a redelivery of one we have is only acknowledged again.
+static void
+s_on_deliver (liaison_t *self, wire_conn_t *conn, const uint8_t *data, size_t size,
+              const Liaison__Envelope *e)
+{
+    size_t len = 0;
+    const uint8_t *bytes = s_envelope_bytes (data, size, &len);
+    uint8_t *packed = NULL;
+    if (!bytes) {
+        len = liaison__envelope__get_packed_size (e);
+        packed = malloc (len ? len : 1);
+        if (!packed) {
+            s_seterr (self, LIAISON_EEXHAUSTED, "out of memory storing a delivery");
+            wire_conn_close (conn, "out of memory");
+            return;
+        }
+        liaison__envelope__pack (e, packed);
+        bytes = packed;
+    }
+    int rc = state_inbox_put (self->st, e->sender, e->id.data, bytes, len, wire_time_ms ());
+    free (packed);
+    if (rc < 0) {
+        s_state_failed (self, conn);
+        return;
+    }
+    if (self->nacks == self->acks_cap) {
+        size_t cap = self->acks_cap ? 2 * self->acks_cap : 256;
+        ackitem_t *more = realloc (self->acks, cap * sizeof *more);
+        if (!more) {
+            s_seterr (self, LIAISON_EEXHAUSTED, "out of memory acknowledging deliveries");
+            wire_conn_close (conn, "out of memory");
+            return;
+        }
+        self->acks = more;
+        self->acks_cap = cap;
+    }
+    ackitem_t *a = &self->acks[self->nacks++];
+    memcpy (a->id, e->id.data, LIAISON_ID_LEN);
+    snprintf (a->sender, sizeof a->sender, "%s", e->sender);
+}
+
+// Sends one signed Ack for items (at most ACKPROOF_MAX_ITEMS).
+static int
+s_send_ack (liaison_t *self, const ackitem_t *items, size_t n, int status)
+{
+    uint8_t leaves[ACKPROOF_MAX_ITEMS][32], root[32], sig[WIRE_MAX_SIGNATURE];
+    Liaison__AckItem it[ACKPROOF_MAX_ITEMS], *ptrs[ACKPROOF_MAX_ITEMS];
+    int64_t now = wire_time_ms ();
+    for (size_t i = 0; i < n; i++) {
+        ackproof_leaf (self->node_id, status, now, items[i].sender, items[i].id, leaves[i]);
+        liaison__ack_item__init (&it[i]);
+        it[i].id.data = (uint8_t *) items[i].id;
+        it[i].id.len = LIAISON_ID_LEN;
+        it[i].sender = (char *) items[i].sender;
+        ptrs[i] = &it[i];
+    }
+    size_t siglen = sizeof sig;
+    if (ackproof_root ((const uint8_t (*)[32]) leaves, n, root)
+        || ackproof_sign (self->skey, root, n, sig, &siglen)) {
+        s_seterr (self, LIAISON_ETLS, "cannot sign a receipt with %s", self->key);
+        return -1;
+    }
+    Liaison__Ack ack = LIAISON__ACK__INIT;
+    ack.items = ptrs;
+    ack.n_items = n;
+    ack.status = (Liaison__ReceiptStatus) status;
+    ack.time_ms = now;
+    ack.signature.data = sig;
+    ack.signature.len = siglen;
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_ACK;
+    f.ack = &ack;
+    return s_send_frame (self, &f);
+}
+
+/* Commits what was staged (outbox entries, deliveries, acknowledgements)
+   with one fsync, then tells the broker which deliveries are durable and
+   gives back their credit. */
+static void
+s_settle (liaison_t *self)
+{
+    if (!self->st)
+        return;
+    if (state_pending (self->st) && state_commit (self->st)) {
+        s_state_failed (self, s_conn (self));
+        return;
+    }
+    if (self->nacks == 0)
+        return;
+    size_t n = self->nacks;
+    self->nacks = 0;
+    if (self->state != ST_READY)
+        return;  // the next connection brings them again
+    for (size_t i = 0; i < n; i += ACKPROOF_MAX_ITEMS) {
+        size_t k = n - i < ACKPROOF_MAX_ITEMS ? n - i : ACKPROOF_MAX_ITEMS;
+        if (s_send_ack (self, self->acks + i, k, LIAISON__RECEIPT_STATUS__DELIVERED))
+            return;
+    }
+    self->consumed += (uint32_t) n;
+    s_grant_credit (self, false);
+}
+
 static int
 s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
 {
@@ -294,22 +466,17 @@ s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
                 s_on_welcome (self, f->welcome);
             break;
         case LIAISON__FRAME__KIND_DELIVER:
-            if (ready && f->deliver->envelope) {
-                liaison_message_t *m = message_wrap (f->deliver->envelope);
-                f->deliver->envelope = NULL;
-                if (m) {
-                    m->conn_seq = self->connect_seq;
-                    if (self->inbox_tail)
-                        self->inbox_tail->next = m;
-                    else
-                        self->inbox_head = m;
-                    self->inbox_tail = m;
-                }
-            }
+            if (ready && f->deliver->envelope)
+                s_on_deliver (self, conn, data, size, f->deliver->envelope);
             break;
         case LIAISON__FRAME__KIND_RECEIPT: {
             if (s_out_of_date (self, f->receipt))
                 break;  // handled: resolved and sent again, once
+            // The broker has it durably, or refused it for good: it
+            // leaves the outbox (committed with the next group).
+            if (f->receipt->status == LIAISON__RECEIPT_STATUS__ACCEPTED
+                || f->receipt->status == LIAISON__RECEIPT_STATUS__REJECTED)
+                state_outbox_done (self->st, f->receipt->id.data);
             liaison_receipt_t *r = receipt_wrap (f->receipt);
             f->receipt = NULL;
             f->kind_case = LIAISON__FRAME__KIND__NOT_SET;
@@ -356,8 +523,38 @@ s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
             }
             break;
         case LIAISON__FRAME__KIND_ERROR:
+            if (f->error->code == LIAISON__ERROR_CODE__ERR_STORE) {
+                // Not accepted, not refused: it stays in the outbox and
+                // goes again in a while. The session goes on.
+                snprintf (self->errmsg, sizeof self->errmsg,
+                          "broker: %s (%s); the message stays in the outbox and is sent again",
+                          f->error->detail, f->error->reason);
+                self->outbox_due = true;
+                self->outbox_retry_ms = wire_clock_ms () + 1000;
+                break;
+            }
             s_seterr (self, s_map_error (f->error->code), "broker: %s (%s)",
                       f->error->detail[0] ? f->error->detail : "error", f->error->reason);
+            break;
+        case LIAISON__FRAME__KIND_ANSWER:
+            if (f->answer->request_id == self->query_seq && !self->qanswer) {
+                self->qanswer = f->answer;
+                f->answer = NULL;
+                f->kind_case = LIAISON__FRAME__KIND__NOT_SET;
+            }
+            break;
+        case LIAISON__FRAME__KIND_NOTICE:
+            if (self->notice_n < NOTICES_MAX) {
+                const Liaison__Notice *n = f->notice;
+                liaison_notice_t *o =
+                    &self->notices[(self->notice_head + self->notice_n++) % NOTICES_MAX];
+                memset (o, 0, sizeof *o);
+                o->kind = (liaison_notice_kind_t) n->kind;
+                memcpy (o->id, n->id.data, LIAISON_ID_LEN);
+                snprintf (o->sender, sizeof o->sender, "%s", n->sender);
+                snprintf (o->recipient, sizeof o->recipient, "%s", n->recipient);
+                o->deadline_ms = n->deadline_ms;
+            }
             break;
         case LIAISON__FRAME__KIND_CLOSE:
             if (!self->error)
@@ -453,6 +650,7 @@ s_pass (liaison_t *self, int timeout_ms)
 {
     if (!self->sock)
         return;
+    s_settle (self);  // nothing staged goes on the wire before it is durable
     if (wire_conns_flush (self->conns) && (timeout_ms < 0 || timeout_ms > 5))
         timeout_ms = 5;  // the socket is full: come back soon to retry
     zmq_pollitem_t items[] = {{self->sock, 0, ZMQ_POLLIN, 0}, {self->monitor, 0, ZMQ_POLLIN, 0}};
@@ -462,6 +660,7 @@ s_pass (liaison_t *self, int timeout_ms)
         if (self->monitor && (items[1].revents & ZMQ_POLLIN))
             s_monitor_event (self);
     }
+    s_settle (self);
     // The broker pings every heartbeat interval: three silent intervals
     // mean the connection is gone even if TCP has not noticed.
     wire_conn_t *c = self->state == ST_READY ? s_conn (self) : NULL;
@@ -495,6 +694,8 @@ s_establish (liaison_t *self)
     // refused messages are still sent again.
     s_inflight_done (self, UINT64_MAX);
     self->submit_seq = self->credited = self->barrier_mark = 0;
+    self->nacks = 0;      // their deliveries come again on the new connection
+    self->consumed = 0;
     self->sock = zmq_socket (self->zctx, ZMQ_STREAM);
     if (!self->sock) {
         s_seterr (self, LIAISON_EEXHAUSTED, "cannot create a socket: %s", zmq_strerror (errno));
@@ -555,6 +756,8 @@ s_establish (liaison_t *self)
         return rc;
     }
     self->error = 0;
+    self->outbox_due = true;  // what the broker has not accepted goes again
+    self->outbox_retry_ms = 0;
     return LIAISON_OK;
 }
 
@@ -602,6 +805,17 @@ s_free (liaison_t *self)
     }
     if (self->answer)
         liaison__resolved__free_unpacked (self->answer, NULL);
+    if (self->qanswer)
+        liaison__answer__free_unpacked (self->qanswer, NULL);
+    while (self->page_head) {
+        liaison_message_t *m = self->page_head;
+        self->page_head = m->next;
+        liaison_message_destroy (&m);
+    }
+    state_close (&self->st);
+    EVP_PKEY_free (self->skey);
+    free (self->acks);
+    free (self->state_dir);
     free (self->scratch);
     free (self->scratch_ptrs);
     wire_tls_ctx_destroy (&self->tls);
@@ -626,9 +840,10 @@ liaison_connect (const liaison_options_t *opts, liaison_t **out)
         return LIAISON_EINVAL;
     }
     *out = NULL;
-    if (!opts || !opts->endpoint || !opts->cert || !opts->key || !opts->ca || !opts->hub_ca) {
+    if (!opts || !opts->endpoint || !opts->cert || !opts->key || !opts->ca || !opts->hub_ca
+        || !opts->state_dir) {
         snprintf (s_connect_err, sizeof s_connect_err,
-                  "options need endpoint, cert, key, ca and hub_ca");
+                  "options need endpoint, cert, key, ca, hub_ca and state_dir");
         return LIAISON_ECONFIG;
     }
     liaison_t *self = calloc (1, sizeof *self);
@@ -649,7 +864,26 @@ liaison_connect (const liaison_options_t *opts, liaison_t **out)
     self->crl_dir = s_dup (opts->crl_dir);
     self->server_name = opts->server_name ? s_dup (opts->server_name)
                                           : s_endpoint_host (opts->endpoint);
+    self->state_dir = s_dup (opts->state_dir);
+    self->opts.state_dir = self->state_dir;
     char err[512];
+    self->st = state_open (self->state_dir, err, sizeof err);
+    if (!self->st) {
+        snprintf (s_connect_err, sizeof s_connect_err, "%s", err);
+        s_free (self);
+        return LIAISON_EIO;
+    }
+    FILE *kf = fopen (self->key, "r");
+    self->skey = kf ? PEM_read_PrivateKey (kf, NULL, NULL, NULL) : NULL;
+    if (kf)
+        fclose (kf);
+    if (!self->skey) {
+        snprintf (s_connect_err, sizeof s_connect_err,
+                  "cannot read the private key %s (PEM, unencrypted): it signs receipts",
+                  self->key);
+        s_free (self);
+        return LIAISON_ETLS;
+    }
     wire_tls_config_t cfg = {self->cert, self->key, self->ca, self->crl_dir, self->hub_ca,
                              self->server_name};
     self->tls = wire_tls_ctx_new_client (&cfg, err, sizeof err);
@@ -903,6 +1137,15 @@ s_submit (liaison_t *self, Liaison__Envelope *e, int attempt, int flags)
     }
     fl->env_len = liaison__envelope__pack (e, fl->env);
     memcpy (fl->id, e->id.data, LIAISON_ID_LEN);
+    // Into the outbox, as the application addressed it, until ACCEPTED;
+    // durable before the Submit can reach the wire (s_pass commits first).
+    if (state_outbox_put (self->st, fl->id, fl->env, fl->env_len, wire_time_ms ())
+        || (!(flags & LIAISON_MORE) && state_commit (self->st))) {
+        s_inflight_free (fl);
+        s_seterr (self, LIAISON_EIO, "message not sent: state directory %s: %s",
+                  self->opts.state_dir, state_error (self->st));
+        return LIAISON_EIO;
+    }
     fl->attempt = attempt;
     fl->seq = self->submit_seq + 1;
     if (s_send_frame (self, &f)) {
@@ -943,6 +1186,61 @@ s_resend (liaison_t *self)
             liaison__envelope__free_unpacked (e, NULL);
         }
         s_inflight_free (fl);
+    }
+}
+
+typedef struct {
+    uint8_t *env[PAGE];
+    size_t len[PAGE];
+    uint8_t id[PAGE][LIAISON_ID_LEN];
+    size_t n;
+} outbox_page_t;
+
+static int
+s_outbox_collect (void *arg, uint64_t pos, const uint8_t id[16], const uint8_t *envelope,
+                  size_t len)
+{
+    outbox_page_t *p = arg;
+    (void) pos;
+    p->env[p->n] = malloc (len ? len : 1);
+    if (!p->env[p->n])
+        return 1;
+    memcpy (p->env[p->n], envelope, len);
+    p->len[p->n] = len;
+    memcpy (p->id[p->n], id, LIAISON_ID_LEN);
+    p->n++;
+    return 0;
+}
+
+// Sends the outbox again (after a new connection, or a store refusal):
+// the broker answers what it has already with the original receipts.
+static void
+s_outbox_resend (liaison_t *self)
+{
+    if (!self->outbox_due || self->state != ST_READY
+        || (self->outbox_retry_ms && wire_clock_ms () < self->outbox_retry_ms))
+        return;
+    self->outbox_due = false;
+    self->outbox_retry_ms = 0;
+    uint64_t after = 0;
+    for (;;) {
+        outbox_page_t page;
+        page.n = 0;
+        int got = state_outbox_page (self->st, &after, PAGE, s_outbox_collect, &page);
+        for (size_t i = 0; i < page.n; i++) {
+            bool flying = false;
+            for (inflight_t *fl = self->fl_head; fl && !flying; fl = fl->next)
+                flying = memcmp (fl->id, page.id[i], LIAISON_ID_LEN) == 0;
+            Liaison__Envelope *e =
+                flying ? NULL : liaison__envelope__unpack (NULL, page.len[i], page.env[i]);
+            if (e) {
+                s_submit (self, e, 1, LIAISON_MORE);
+                liaison__envelope__free_unpacked (e, NULL);
+            }
+            free (page.env[i]);
+        }
+        if (got < PAGE || self->state != ST_READY)
+            break;
     }
 }
 
@@ -1009,6 +1307,7 @@ liaison_send (liaison_t *self, liaison_message_t *msg, int flags)
     if (rc != LIAISON_OK)
         return rc;
     s_resend (self);
+    s_outbox_resend (self);
     return s_submit (self, e, 1, flags);
 }
 
@@ -1021,6 +1320,7 @@ liaison_pump (liaison_t *self, int timeout_ms)
     if (rc != LIAISON_OK)
         return rc;
     s_resend (self);
+    s_outbox_resend (self);
     s_pass (self, timeout_ms);
     return self->state == ST_READY ? LIAISON_OK : (self->error ? self->error : LIAISON_ECLOSED);
 }
@@ -1034,8 +1334,10 @@ liaison_flush (liaison_t *self, int timeout_ms)
         return self->error ? self->error : LIAISON_ECLOSED;
     int64_t deadline = wire_clock_ms () + (timeout_ms < 0 ? INT32_MAX : timeout_ms);
     // A second round if the first turned up messages to send again.
+    s_settle (self);
     for (int round = 0; round < 2; round++) {
         s_resend (self);
+        s_outbox_resend (self);
         Liaison__Ping ping = LIAISON__PING__INIT;
         ping.nonce = ++self->ping_sent;
         ping.want_reply = 1;
@@ -1059,6 +1361,38 @@ liaison_flush (liaison_t *self, int timeout_ms)
     return LIAISON_OK;
 }
 
+static int
+s_inbox_collect (void *arg, uint64_t pos, const char *sender, const uint8_t id[16],
+                 const uint8_t *envelope, size_t len)
+{
+    liaison_t *self = arg;
+    (void) pos;
+    (void) sender;
+    (void) id;
+    Liaison__Envelope *e = liaison__envelope__unpack (NULL, len, envelope);
+    liaison_message_t *m = e ? message_wrap (e) : NULL;
+    if (!m)
+        return 0;  // skipped: an envelope that no longer unpacks stays unacknowledged
+    if (self->page_tail)
+        self->page_tail->next = m;
+    else
+        self->page_head = m;
+    self->page_tail = m;
+    return 0;
+}
+
+// Reads the next page of unacknowledged messages from the inbox (only
+// committed ones: every pass commits what it staged).
+static void
+s_inbox_fill (liaison_t *self)
+{
+    if (self->page_head || !self->st)
+        return;
+    if (state_inbox_page (self->st, &self->inbox_after, PAGE, s_inbox_collect, self) < 0)
+        snprintf (self->errmsg, sizeof self->errmsg, "state directory %s: %s (skipped)",
+                  self->opts.state_dir, state_error (self->st));
+}
+
 // Waits until the inbox (or the receipt queue) has something, the timeout
 // passes or the session fails.
 static int
@@ -1066,16 +1400,21 @@ s_wait (liaison_t *self, int timeout_ms, bool receipts)
 {
     int64_t deadline = timeout_ms < 0 ? INT64_MAX : wire_clock_ms () + timeout_ms;
     for (;;) {
-        if (receipts ? self->rcpt_head != NULL : self->inbox_head != NULL)
+        if (!receipts)
+            s_inbox_fill (self);
+        if (receipts ? self->rcpt_head != NULL : self->page_head != NULL)
             return LIAISON_OK;
         int rc = s_ready (self);
         if (rc != LIAISON_OK)
             return rc;
+        s_outbox_resend (self);
         int64_t left = deadline - wire_clock_ms ();
         if (left < 0)
             return LIAISON_ETIMEOUT;
         s_pass (self, (int) (left > 100 ? 100 : left));
-        if (receipts ? self->rcpt_head != NULL : self->inbox_head != NULL)
+        if (!receipts)
+            s_inbox_fill (self);
+        if (receipts ? self->rcpt_head != NULL : self->page_head != NULL)
             return LIAISON_OK;
         if (left == 0)
             return LIAISON_ETIMEOUT;
@@ -1091,17 +1430,228 @@ liaison_recv (liaison_t *self, liaison_message_t **msg, int timeout_ms)
     int rc = s_wait (self, timeout_ms, false);
     if (rc != LIAISON_OK)
         return rc;
-    liaison_message_t *m = self->inbox_head;
-    self->inbox_head = m->next;
-    if (!self->inbox_head)
-        self->inbox_tail = NULL;
+    liaison_message_t *m = self->page_head;
+    self->page_head = m->next;
+    if (!self->page_head)
+        self->page_tail = NULL;
     m->next = NULL;
-    // Only deliveries of this connection used its window.
-    if (m->conn_seq == self->connect_seq) {
-        self->consumed++;
-        s_grant_credit (self, false);
-    }
     *msg = m;
+    return LIAISON_OK;
+}
+
+int
+liaison_ack (liaison_t *self, const liaison_message_t *msg, int flags)
+{
+    if (!self || !msg || msg->env->id.len != LIAISON_ID_LEN)
+        return LIAISON_EINVAL;
+    int rc = state_inbox_ack (self->st, msg->env->sender, msg->env->id.data, wire_time_ms ());
+    if (rc == 1)
+        return LIAISON_ENOTFOUND;
+    if (rc < 0 || (!(flags & LIAISON_MORE) && state_commit (self->st))) {
+        s_seterr (self, LIAISON_EIO, "acknowledgement not recorded: state directory %s: %s",
+                  self->opts.state_dir, state_error (self->st));
+        return LIAISON_EIO;
+    }
+    return LIAISON_OK;
+}
+
+int
+liaison_read (liaison_t *self, const liaison_message_t *msg)
+{
+    if (!self || !msg || msg->env->id.len != LIAISON_ID_LEN)
+        return LIAISON_EINVAL;
+    int rc = state_inbox_read (self->st, msg->env->sender, msg->env->id.data, wire_time_ms ());
+    if (rc == 1)
+        return LIAISON_ENOTFOUND;
+    if (rc < 0 || state_commit (self->st)) {
+        s_seterr (self, LIAISON_EIO, "read not recorded: state directory %s: %s",
+                  self->opts.state_dir, state_error (self->st));
+        return LIAISON_EIO;
+    }
+    rc = s_ready (self);
+    if (rc != LIAISON_OK)
+        return rc;
+    ackitem_t item;
+    memcpy (item.id, msg->env->id.data, LIAISON_ID_LEN);
+    snprintf (item.sender, sizeof item.sender, "%s", msg->env->sender);
+    if (s_send_ack (self, &item, 1, LIAISON__RECEIPT_STATUS__READ))
+        return self->error ? self->error : LIAISON_ECLOSED;
+    s_pass (self, 0);
+    return LIAISON_OK;
+}
+
+int
+liaison_sync (liaison_t *self)
+{
+    if (!self)
+        return LIAISON_EINVAL;
+    if (state_commit (self->st)) {
+        s_seterr (self, LIAISON_EIO, "state directory %s: %s", self->opts.state_dir,
+                  state_error (self->st));
+        return LIAISON_EIO;
+    }
+    return LIAISON_OK;
+}
+
+int64_t
+liaison_outbox_count (liaison_t *self)
+{
+    return self ? state_outbox_count (self->st) : -1;
+}
+
+int64_t
+liaison_inbox_count (liaison_t *self)
+{
+    return self ? state_inbox_unacked (self->st) : -1;
+}
+
+// Sends a Query and waits for its Answer (owned by the caller).
+static int
+s_query (liaison_t *self, Liaison__Query *q, Liaison__Answer **out)
+{
+    *out = NULL;
+    int rc = s_ready (self);
+    if (rc != LIAISON_OK)
+        return rc;
+    q->request_id = ++self->query_seq;
+    if (self->qanswer) {
+        liaison__answer__free_unpacked (self->qanswer, NULL);
+        self->qanswer = NULL;
+    }
+    Liaison__Frame f = LIAISON__FRAME__INIT;
+    f.kind_case = LIAISON__FRAME__KIND_QUERY;
+    f.query = q;
+    if (s_send_frame (self, &f))
+        return self->error;
+    int64_t deadline = wire_clock_ms () + self->opts.timeout_ms;
+    while (!self->qanswer) {
+        int64_t left = deadline - wire_clock_ms ();
+        if (left <= 0) {
+            s_seterr (self, LIAISON_ETIMEOUT, "no answer to a query within %d ms",
+                      self->opts.timeout_ms);
+            return LIAISON_ETIMEOUT;
+        }
+        s_pass (self, (int) (left > 100 ? 100 : left));
+        if (self->state != ST_READY)
+            return self->error ? self->error : LIAISON_ECLOSED;
+    }
+    *out = self->qanswer;
+    self->qanswer = NULL;
+    return LIAISON_OK;
+}
+
+int
+liaison_trail (liaison_t *self, const uint8_t id[LIAISON_ID_LEN], liaison_trail_t **out)
+{
+    if (!self || !id || !out)
+        return LIAISON_EINVAL;
+    *out = NULL;
+    Liaison__Query q = LIAISON__QUERY__INIT;
+    q.kind = LIAISON__QUERY_KIND__QUERY_TRAIL;
+    q.id.data = (uint8_t *) id;
+    q.id.len = LIAISON_ID_LEN;
+    Liaison__Answer *a;
+    int rc = s_query (self, &q, &a);
+    if (rc != LIAISON_OK)
+        return rc;
+    if (!a->found) {
+        liaison__answer__free_unpacked (a, NULL);
+        s_seterr (self, LIAISON_ENOTFOUND, "the broker holds no message with that id from this "
+                  "node (never accepted, or purged after its retention period)");
+        return LIAISON_ENOTFOUND;
+    }
+    liaison_trail_t *t = calloc (1, sizeof *t);
+    if (t)
+        t->items = calloc (a->n_receipts ? a->n_receipts : 1, sizeof *t->items);
+    if (!t || !t->items) {
+        free (t);
+        liaison__answer__free_unpacked (a, NULL);
+        return LIAISON_EEXHAUSTED;
+    }
+    for (size_t i = 0; i < a->n_receipts; i++) {
+        liaison_receipt_t *r = receipt_wrap (a->receipts[i]);
+        if (!r)
+            continue;
+        a->receipts[i] = NULL;  // taken
+        t->items[t->n++] = r;
+    }
+    liaison__answer__free_unpacked (a, NULL);
+    *out = t;
+    return LIAISON_OK;
+}
+
+size_t
+liaison_trail_count (const liaison_trail_t *t)
+{
+    return t ? t->n : 0;
+}
+
+const liaison_receipt_t *
+liaison_trail_get (const liaison_trail_t *t, size_t i)
+{
+    return t && i < t->n ? t->items[i] : NULL;
+}
+
+void
+liaison_trail_destroy (liaison_trail_t **t_p)
+{
+    if (!t_p || !*t_p)
+        return;
+    liaison_trail_t *t = *t_p;
+    for (size_t i = 0; i < t->n; i++)
+        liaison_receipt_destroy (&t->items[i]);
+    free (t->items);
+    free (t);
+    *t_p = NULL;
+}
+
+int
+liaison_deadlines (liaison_t *self, liaison_deadline_t *out, size_t max, size_t *n)
+{
+    if (!self || (!out && max) || !n)
+        return LIAISON_EINVAL;
+    *n = 0;
+    Liaison__Query q = LIAISON__QUERY__INIT;
+    q.kind = LIAISON__QUERY_KIND__QUERY_DEADLINES;
+    q.limit = max > 1000 ? 1000 : (uint32_t) max;
+    if (q.limit == 0)
+        return LIAISON_OK;
+    Liaison__Answer *a;
+    int rc = s_query (self, &q, &a);
+    if (rc != LIAISON_OK)
+        return rc;
+    for (size_t i = 0; i < a->n_deadlines && *n < max; i++) {
+        const Liaison__DeadlineEntry *d = a->deadlines[i];
+        liaison_deadline_t *o = &out[(*n)++];
+        memset (o, 0, sizeof *o);
+        memcpy (o->id, d->id.data, LIAISON_ID_LEN);
+        snprintf (o->sender, sizeof o->sender, "%s", d->sender);
+        snprintf (o->recipient, sizeof o->recipient, "%s", d->recipient);
+        o->deadline_ms = d->deadline_ms;
+        o->state = (int) d->state;
+    }
+    liaison__answer__free_unpacked (a, NULL);
+    return LIAISON_OK;
+}
+
+int
+liaison_next_notice (liaison_t *self, liaison_notice_t *out, int timeout_ms)
+{
+    if (!self || !out)
+        return LIAISON_EINVAL;
+    int64_t deadline = timeout_ms < 0 ? INT64_MAX : wire_clock_ms () + timeout_ms;
+    while (self->notice_n == 0) {
+        int rc = s_ready (self);
+        if (rc != LIAISON_OK)
+            return rc;
+        int64_t left = deadline - wire_clock_ms ();
+        if (left <= 0)
+            return LIAISON_ETIMEOUT;
+        s_pass (self, (int) (left > 100 ? 100 : left));
+    }
+    *out = self->notices[self->notice_head];
+    self->notice_head = (self->notice_head + 1) % NOTICES_MAX;
+    self->notice_n--;
     return LIAISON_OK;
 }
 

@@ -12,13 +12,6 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-/* Checks a DELIVERED or READ receipt's signature against the recipient's
-   certificate (PEM file): the Merkle path leads from this receipt's leaf to
-   a root the certificate's key signed. LIAISON_OK if it verifies,
-   LIAISON_EDENIED if it does not (or the receipt carries no signature),
-   LIAISON_EIO if the certificate cannot be read, LIAISON_EINVAL for NULLs. */
-LIAISON_EXPORT int liaison_receipt_verify (const liaison_receipt_t *r, const char *cert_pem_path);
-
 // True if the certificate's subject has exactly one CN and it is `node`:
 // the same rule the broker applies when it takes a node id from a
 // certificate (tls.c), so a receipt cannot borrow another node's key.

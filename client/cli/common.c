@@ -13,6 +13,8 @@ const char *cli_common_usage =
     "  --hub-ca FILE       hub CA certificate                 [LIAISON_HUB_CA]\n"
     "  --server-name NAME  name on the broker certificate     [LIAISON_SERVER_NAME]\n"
     "                      (default: the endpoint's host)\n"
+    "  --state-dir DIR     this node's outbox and inbox       [LIAISON_STATE_DIR]\n"
+    "                      (one process at a time; created 0700 if absent)\n"
     "  --timeout-ms N      connect and send timeout (10000)\n"
     "  --json              machine-readable output, one JSON object per line\n";
 
@@ -25,6 +27,7 @@ s_slot (cli_common_t *c, const char *flag)
     if (!strcmp (flag, "--ca")) return &c->opts.ca;
     if (!strcmp (flag, "--hub-ca")) return &c->opts.hub_ca;
     if (!strcmp (flag, "--server-name")) return &c->opts.server_name;
+    if (!strcmp (flag, "--state-dir")) return &c->opts.state_dir;
     return NULL;
 }
 
@@ -66,6 +69,7 @@ cli_common_finish (cli_common_t *c, const char *cmd)
         {"--endpoint", "LIAISON_ENDPOINT"}, {"--cert", "LIAISON_CERT"},
         {"--key", "LIAISON_KEY"},           {"--ca", "LIAISON_CA"},
         {"--hub-ca", "LIAISON_HUB_CA"},     {"--server-name", "LIAISON_SERVER_NAME"},
+        {"--state-dir", "LIAISON_STATE_DIR"},
     };
     int missing = 0;
     for (size_t i = 0; i < sizeof map / sizeof map[0]; i++) {

@@ -559,7 +559,15 @@ cmd_recv (int argc, char **argv)
             break;
         }
         s_print_message (m, c.json);
+        // Printed (and flushed) is handled: never handed out again.
+        fflush (stdout);
+        r = liaison_ack (l, m, 0);
         liaison_message_destroy (&m);
+        if (r != LIAISON_OK) {
+            fprintf (stderr, "liaison recv: %s (%s)\n", liaison_errmsg (l), liaison_strerror (r));
+            rc = CLI_FAIL;
+            break;
+        }
     }
     liaison_close (&l);
     return rc;

@@ -26,6 +26,7 @@
 
 static char s_endpoint[128];
 static char s_pki[512];
+static char s_dir[64];
 static atomic_long s_received;
 static pthread_mutex_t s_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t s_cv = PTHREAD_COND_INITIALIZER;
@@ -63,9 +64,12 @@ s_now_ns (void)
 }
 
 static void
-s_opts (liaison_options_t *o, char bufs[4][600], const char *node)
+s_opts (liaison_options_t *o, char bufs[5][600], const char *node)
 {
+    static unsigned counter;
     memset (o, 0, sizeof *o);
+    snprintf (bufs[4], 600, "%s/client-%s-%u", s_dir, node, ++counter);
+    o->state_dir = bufs[4];
     snprintf (bufs[0], 600, "%s/nodes/%s/node.pem", s_pki, node);
     snprintf (bufs[1], 600, "%s/nodes/%s/node.key", s_pki, node);
     snprintf (bufs[2], 600, "%s/root/ca.pem", s_pki);
@@ -82,7 +86,7 @@ static liaison_t *
 s_connect (const char *node, int receiver)
 {
     liaison_options_t o;
-    char bufs[4][600];
+    char bufs[5][600];
     s_opts (&o, bufs, node);
     o.receiver = receiver;
     o.window = 256;
@@ -191,6 +195,7 @@ main (void)
     char dir[] = "/tmp/liaison-bench-XXXXXX";
     if (!mkdtemp (dir))
         return 1;
+    snprintf (s_dir, sizeof s_dir, "%s", dir);
     char cfg[600], ready[600], bin[600];
     snprintf (cfg, sizeof cfg, "%s/liaisond.cfg", dir);
     snprintf (ready, sizeof ready, "%s/state/ready", dir);

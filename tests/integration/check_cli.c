@@ -16,9 +16,10 @@ s_run (broker_t *b, const char *node, char *out, size_t outlen, const char *args
     snprintf (cmd, sizeof cmd,
               "LIAISON_ENDPOINT='%s' LIAISON_CERT='%s/nodes/%s/node.pem' "
               "LIAISON_KEY='%s/nodes/%s/node.key' LIAISON_CA='%s/root/ca.pem' "
-              "LIAISON_HUB_CA='%s/hub/ca.pem' %s/liaison %s 2>&1",
+              "LIAISON_HUB_CA='%s/hub/ca.pem' LIAISON_STATE_DIR='%s/cli-%s' %s/liaison %s 2>&1",
               b ? b->endpoint : "", b ? b->pki : "", node, b ? b->pki : "", node,
-              b ? b->pki : "", b ? b->pki : "", harness_build (), args);
+              b ? b->pki : "", b ? b->pki : "", b ? b->dir : "/tmp", node, harness_build (),
+              args);
     FILE *p = popen (cmd, "r");
     ck_assert_ptr_nonnull (p);
     size_t n = fread (out, 1, outlen - 1, p);
@@ -36,9 +37,10 @@ START_TEST (test_cli_send_recv_json)
     snprintf (cmd, sizeof cmd,
               "LIAISON_ENDPOINT='%s' LIAISON_CERT='%s/nodes/de-bka/node.pem' "
               "LIAISON_KEY='%s/nodes/de-bka/node.key' LIAISON_CA='%s/root/ca.pem' "
-              "LIAISON_HUB_CA='%s/hub/ca.pem' %s/liaison recv --json --count 1 --wait-ms 8000 "
+              "LIAISON_HUB_CA='%s/hub/ca.pem' LIAISON_STATE_DIR='%s/cli-de-bka' "
+              "%s/liaison recv --json --count 1 --wait-ms 8000 "
               "> '%s/recv.out' 2>&1; echo $? > '%s/recv.rc'",
-              b.endpoint, b.pki, b.pki, b.pki, b.pki, harness_build (), b.dir, b.dir);
+              b.endpoint, b.pki, b.pki, b.pki, b.pki, b.dir, harness_build (), b.dir, b.dir);
     FILE *bg = popen (cmd, "w");
     ck_assert (harness_log_wait (&b, "event=receiver node=de-bka", 0, 5000));
     int rc = s_run (&b, "fr-pn", out, sizeof out,

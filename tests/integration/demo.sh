@@ -31,7 +31,7 @@ wait_for() {
 }
 
 rm -rf "$DEMO"
-mkdir -p "$DEMO"
+mkdir -p "$DEMO" "$DEMO/clients"
 
 say "1. A federation PKI: root, three jurisdictions, the hub, three nodes"
 run "$PKI_TOOL" -d "$PKI" root --cn "Demo Federation Root" >/dev/null
@@ -66,7 +66,7 @@ export LIAISON_ENDPOINT=$ENDPOINT LIAISON_CA=$PKI/root/ca.pem LIAISON_HUB_CA=$PK
 as_node() {  # as_node NODE COMMAND...: run the CLI with that node's identity
     local node=$1; shift
     LIAISON_CERT=$PKI/nodes/$node/node.pem LIAISON_KEY=$PKI/nodes/$node/node.key \
-        "$BUILD/liaison" "$@"
+        LIAISON_STATE_DIR=$DEMO/clients/$node "$BUILD/liaison" "$@"
 }
 
 say "3. The BKA (de-bka) waits for requests"

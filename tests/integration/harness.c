@@ -233,6 +233,13 @@ harness_node (broker_t *b, node_opts_t *n, const char *subdir)
     n->o.ca = n->ca;
     n->o.hub_ca = n->hub;
     n->o.timeout_ms = 5000;
+    // Each session its own state directory: one process per directory, and
+    // a test that restarts a client passes the same one again itself.
+    static unsigned counter;
+    const char *base = strrchr (subdir, '/');
+    snprintf (n->state, sizeof n->state, "%s/client-%s-%u", b->dir, base ? base + 1 : subdir,
+              ++counter);
+    n->o.state_dir = n->state;
 }
 
 liaison_t *

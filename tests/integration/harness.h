@@ -29,6 +29,7 @@ typedef struct {
 typedef struct {
     liaison_options_t o;
     char cert[512], key[512], ca[512], hub[512];
+    char state[512];     /* its own state directory (a fresh one per call) */
 } node_opts_t;
 
 /* The test PKI (LIAISON_PKI) and build directory (LIAISON_BUILD). */

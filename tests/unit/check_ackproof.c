@@ -18,8 +18,6 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
-// int liaison_receipt_verify: declared in liaison.h once it is published.
-int liaison_receipt_verify (const liaison_receipt_t *r, const char *cert_pem_path);
 
 // ------------------------------------------------------------- helpers
 
