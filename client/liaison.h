@@ -311,6 +311,31 @@ LIAISON_EXPORT void liaison_trail_destroy (liaison_trail_t **t_p);
    LIAISON_EIO if the certificate cannot be read, LIAISON_EINVAL for NULLs. */
 LIAISON_EXPORT int liaison_receipt_verify (const liaison_receipt_t *r, const char *cert_pem_path);
 
+/* This node's mailbox at the broker, without changing delivery: the
+   messages not yet delivered (acknowledged by this node's library), in
+   acceptance order. Pass *after = 0 to start; it is advanced past the
+   entries returned, and set to 0 when the mailbox has no more. *n gets the
+   number filled (at most max, at most 1000 per call). */
+typedef struct {
+    uint64_t seq;                 /* the broker's acceptance order */
+    uint8_t id[LIAISON_ID_LEN];
+    char sender[40];
+    liaison_type_t type;
+    liaison_priority_t priority;
+    int64_t accepted_ms;
+    int64_t deadline_ms;
+    uint64_t size;                /* envelope bytes */
+} liaison_mailbox_entry_t;
+LIAISON_EXPORT int liaison_mailbox (liaison_t *self, uint64_t *after,
+                                    liaison_mailbox_entry_t *out, size_t max, size_t *n);
+
+/* One message of this node's mailbox (delivered or not, while the broker
+   keeps it), without changing delivery or acknowledging anything: for an
+   officer's look from another session. LIAISON_ENOTFOUND if the broker
+   holds no such message for this node. */
+LIAISON_EXPORT int liaison_fetch (liaison_t *self, const char *sender,
+                                  const uint8_t id[LIAISON_ID_LEN], liaison_message_t **out);
+
 /* Deadline clocks and notices. A request's deadline class (or a date) is
    set with liaison_message_set_deadline_class; the broker keeps the clock
    from its acceptance, reminds the recipient and tells both sides when it

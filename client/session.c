@@ -755,6 +755,14 @@ s_establish (liaison_t *self)
         self->error = rc;
         return rc;
     }
+    int owner = state_identity (self->st, self->node_id);
+    if (owner != 0) {
+        s_seterr (self, owner > 0 ? LIAISON_ECONFIG : LIAISON_EIO, "%s", state_error (self->st));
+        int rc = self->error;
+        s_drop_socket (self);
+        self->error = rc;
+        return rc;
+    }
     self->error = 0;
     self->outbox_due = true;  // what the broker has not accepted goes again
     self->outbox_retry_ms = 0;
@@ -1631,6 +1639,72 @@ liaison_deadlines (liaison_t *self, liaison_deadline_t *out, size_t max, size_t 
         o->state = (int) d->state;
     }
     liaison__answer__free_unpacked (a, NULL);
+    return LIAISON_OK;
+}
+
+int
+liaison_mailbox (liaison_t *self, uint64_t *after, liaison_mailbox_entry_t *out, size_t max,
+                 size_t *n)
+{
+    if (!self || !after || (!out && max) || !n)
+        return LIAISON_EINVAL;
+    *n = 0;
+    Liaison__Query q = LIAISON__QUERY__INIT;
+    q.kind = LIAISON__QUERY_KIND__QUERY_MAILBOX;
+    q.after = *after;
+    q.limit = max > 1000 ? 1000 : (uint32_t) max;
+    if (q.limit == 0)
+        return LIAISON_OK;
+    Liaison__Answer *a;
+    int rc = s_query (self, &q, &a);
+    if (rc != LIAISON_OK)
+        return rc;
+    for (size_t i = 0; i < a->n_entries && *n < max; i++) {
+        const Liaison__MailboxEntry *e = a->entries[i];
+        liaison_mailbox_entry_t *o = &out[(*n)++];
+        memset (o, 0, sizeof *o);
+        o->seq = e->seq;
+        memcpy (o->id, e->id.data, LIAISON_ID_LEN);
+        snprintf (o->sender, sizeof o->sender, "%s", e->sender);
+        o->type = (liaison_type_t) e->type;
+        o->priority = (liaison_priority_t) e->priority;
+        o->accepted_ms = e->accepted_ms;
+        o->deadline_ms = e->deadline_ms;
+        o->size = e->size;
+    }
+    *after = a->next;
+    liaison__answer__free_unpacked (a, NULL);
+    return LIAISON_OK;
+}
+
+int
+liaison_fetch (liaison_t *self, const char *sender, const uint8_t id[LIAISON_ID_LEN],
+               liaison_message_t **out)
+{
+    if (!self || !sender || !id || !out || !wire_node_id_valid (sender))
+        return LIAISON_EINVAL;
+    *out = NULL;
+    Liaison__Query q = LIAISON__QUERY__INIT;
+    q.kind = LIAISON__QUERY_KIND__QUERY_FETCH;
+    q.sender = (char *) sender;
+    q.id.data = (uint8_t *) id;
+    q.id.len = LIAISON_ID_LEN;
+    Liaison__Answer *a;
+    int rc = s_query (self, &q, &a);
+    if (rc != LIAISON_OK)
+        return rc;
+    if (!a->found || !a->envelope) {
+        liaison__answer__free_unpacked (a, NULL);
+        s_seterr (self, LIAISON_ENOTFOUND, "the broker holds no such message for this node");
+        return LIAISON_ENOTFOUND;
+    }
+    liaison_message_t *m = message_wrap (a->envelope);
+    if (m)
+        a->envelope = NULL;  // taken
+    liaison__answer__free_unpacked (a, NULL);
+    if (!m)
+        return LIAISON_EEXHAUSTED;
+    *out = m;
     return LIAISON_OK;
 }
 

@@ -52,6 +52,9 @@ static const char *s_migrations[STATE_SCHEMA_VERSION] = {
     "  UNIQUE (sender, id));"
     "CREATE INDEX inbox_unacked ON inbox (pos) WHERE acked_ms IS NULL;"
     "CREATE INDEX inbox_acked ON inbox (acked_ms) WHERE acked_ms IS NOT NULL;",
+
+    // 2: whose state this is: a state directory serves one node only.
+    "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;",
 };
 
 // The cached statements, prepared once at open.
@@ -70,6 +73,8 @@ enum {
     Q_IN_UNACKED,
     Q_IN_PAGE,
     Q_PURGE,
+    Q_META_SET,
+    Q_META_GET,
     Q_N
 };
 
@@ -95,6 +100,8 @@ static const char *s_sql[Q_N] = {
     [Q_IN_PAGE] = "SELECT pos, sender, id, envelope, envelope_sha256 FROM inbox"
                   " WHERE acked_ms IS NULL AND pos > ?1 ORDER BY pos LIMIT ?2",
     [Q_PURGE] = "DELETE FROM inbox WHERE acked_ms < ?1",
+    [Q_META_SET] = "INSERT INTO meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+    [Q_META_GET] = "SELECT value FROM meta WHERE key = ?1",
 };
 
 struct state {
@@ -1027,5 +1034,41 @@ state_purge (state_t *self, int64_t before_ms, int64_t *purged)
     s_checkpoint (self);
     if (purged)
         *purged = n;
+    return 0;
+}
+
+int
+state_identity (state_t *self, const char *node_id)
+{
+    if (!self)
+        return -1;
+    if (!node_id || !*node_id || strlen (node_id) > STATE_SENDER_MAX) {
+        s_err (self, "state_identity: node id empty or too long (a bug in the caller)");
+        return -1;
+    }
+    if (s_begin_group (self))
+        return -1;
+    sqlite3_stmt *st = self->q[Q_META_SET];
+    sqlite3_bind_text (st, 1, "node", -1, SQLITE_STATIC);
+    sqlite3_bind_text (st, 2, node_id, -1, SQLITE_STATIC);
+    int rc = s_exec (st);
+    if (rc != SQLITE_DONE)
+        return s_fail (self, rc, "recording the node id");
+    st = self->q[Q_META_GET];
+    sqlite3_bind_text (st, 1, "node", -1, SQLITE_STATIC);
+    rc = sqlite3_step (st);
+    char owner[STATE_SENDER_MAX + 1] = "";
+    if (rc == SQLITE_ROW)
+        snprintf (owner, sizeof owner, "%s", (const char *) sqlite3_column_text (st, 0));
+    sqlite3_reset (st);
+    if (rc != SQLITE_ROW)
+        return s_fail (self, rc, "reading the node id");
+    if (strcmp (owner, node_id) != 0) {
+        s_err (self,
+               "state directory %s belongs to node %s, not %s: give each node (certificate) "
+               "its own state directory",
+               self->dir, owner, node_id);
+        return 1;
+    }
     return 0;
 }

@@ -37,7 +37,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STATE_SCHEMA_VERSION 1
+#define STATE_SCHEMA_VERSION 2
 #define STATE_ENVELOPE_MAX (64u * 1024 * 1024) /* bytes */
 #define STATE_SENDER_MAX 64                    /* characters of a sender node id */
 
@@ -73,6 +73,12 @@ int state_commit (state_t *self);
 
 /* True if a group transaction is open (something staged, not committed). */
 bool state_pending (const state_t *self);
+
+/* Binds the directory to a node: the first call records node_id
+   (staged), later ones compare. 0 if it is this node's, 1 if another
+   node's (state_error says whose), -1 on error. Messages of one node must
+   never be resent under another's certificate. */
+int state_identity (state_t *self, const char *node_id);
 
 /* ---- Outbox: messages sent, until the broker ACCEPTS them. ---- */
 

@@ -19,6 +19,7 @@ enum {
 typedef struct {
     liaison_options_t opts;
     int json;
+    char state_buf[4096];  /* the default state directory, when none is given */
 } cli_common_t;
 
 /* Consumes a common flag at argv[*i] (advancing *i past its value).
@@ -34,10 +35,20 @@ liaison_t *cli_connect (cli_common_t *c);
 /* Writes s as a JSON string literal. */
 void cli_json_string (FILE *out, const char *s, size_t len);
 
+/* A UTC time as 2026-11-22T10:00:00Z, or "-" for 0. */
+void cli_time (char *out, size_t len, int64_t ms);
+
+/* Prints a message, as text or one JSON object. */
+void cli_print_message (const liaison_message_t *m, int json);
+
 /* Usage text of the common flags. */
 extern const char *cli_common_usage;
 
 int cmd_send (int argc, char **argv);
+int cmd_trail (int argc, char **argv);
+int cmd_mailbox (int argc, char **argv);
+int cmd_fetch (int argc, char **argv);
+int cmd_deadlines (int argc, char **argv);
 int cmd_recv (int argc, char **argv);
 int cmd_resolve (int argc, char **argv);
 

@@ -1,8 +1,10 @@
 /*  Flags shared by every command, and output helpers.                      */
 #include "cli.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 const char *cli_common_usage =
     "connection (flags, or the environment variables in brackets):\n"
@@ -14,7 +16,8 @@ const char *cli_common_usage =
     "  --server-name NAME  name on the broker certificate     [LIAISON_SERVER_NAME]\n"
     "                      (default: the endpoint's host)\n"
     "  --state-dir DIR     this node's outbox and inbox       [LIAISON_STATE_DIR]\n"
-    "                      (one process at a time; created 0700 if absent)\n"
+    "                      (one process at a time; created 0700 if absent;\n"
+    "                      default: ~/.local/state/liaison/COMMAND-CERTHASH)\n"
     "  --timeout-ms N      connect and send timeout (10000)\n"
     "  --json              machine-readable output, one JSON object per line\n";
 
@@ -62,6 +65,63 @@ cli_common_flag (cli_common_t *c, int argc, char **argv, int *i)
     return 1;
 }
 
+// FNV-1a of the certificate path: one default state directory per node
+// (certificate) and command, so a receiving terminal and a sending one do
+// not contend for one directory, and nodes never share one.
+static unsigned long long
+s_path_hash (const char *path)
+{
+    unsigned long long h = 1469598103934665603ULL;
+    for (const char *p = path; *p; p++)
+        h = (h ^ (unsigned char) *p) * 1099511628211ULL;
+    return h;
+}
+
+// mkdir -p for the parents of the default state directory (mode 0700).
+static int
+s_mkdirs (char *path)
+{
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        int rc = mkdir (path, 0700);
+        *p = '/';
+        if (rc && errno != EEXIST)
+            return -1;
+    }
+    return 0;
+}
+
+static int
+s_default_state (cli_common_t *c, const char *cmd)
+{
+    const char *xdg = getenv ("XDG_STATE_HOME");
+    const char *home = getenv ("HOME");
+    char cert[4096];
+    if (!realpath (c->opts.cert, cert))
+        snprintf (cert, sizeof cert, "%s", c->opts.cert);
+    int n;
+    if (xdg && *xdg == '/')
+        n = snprintf (c->state_buf, sizeof c->state_buf, "%s/liaison/%s-%016llx", xdg, cmd,
+                      s_path_hash (cert));
+    else if (home && *home == '/')
+        n = snprintf (c->state_buf, sizeof c->state_buf, "%s/.local/state/liaison/%s-%016llx",
+                      home, cmd, s_path_hash (cert));
+    else {
+        fprintf (stderr, "liaison %s: --state-dir is required (or set LIAISON_STATE_DIR): "
+                         "neither XDG_STATE_HOME nor HOME is set\n", cmd);
+        return -1;
+    }
+    if (n < 0 || (size_t) n >= sizeof c->state_buf || s_mkdirs (c->state_buf)) {
+        fprintf (stderr, "liaison %s: cannot create the state directory %s: %s; pass "
+                         "--state-dir\n", cmd, c->state_buf, strerror (errno));
+        return -1;
+    }
+    c->opts.state_dir = c->state_buf;
+    return 0;
+}
+
 int
 cli_common_finish (cli_common_t *c, const char *cmd)
 {
@@ -76,13 +136,18 @@ cli_common_finish (cli_common_t *c, const char *cmd)
         const char **slot = s_slot (c, map[i].flag);
         if (!*slot)
             *slot = getenv (map[i].env);
-        if (!*slot && strcmp (map[i].flag, "--server-name") != 0) {
+        if (!*slot && strcmp (map[i].flag, "--server-name") != 0
+            && strcmp (map[i].flag, "--state-dir") != 0) {
             fprintf (stderr, "liaison %s: %s is required (or set %s)\n", cmd, map[i].flag,
                      map[i].env);
             missing = 1;
         }
     }
-    return missing ? -1 : 0;
+    if (missing)
+        return -1;
+    if (!c->opts.state_dir && s_default_state (c, cmd))
+        return -1;
+    return 0;
 }
 
 liaison_t *

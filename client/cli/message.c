@@ -24,7 +24,9 @@ static const char *s_send_usage =
     "  --basis NAME        legal basis (instrument name, e.g. eio)\n"
     "  --case-ref REF      your case reference\n"
     "  --reply-to ID       id (32 hex digits) of the message this replies to\n"
-    "  --deadline-in D     legal deadline from now: 8h, 3d, 7d, 90m\n"
+    "  --deadline CLASS    legal deadline class, kept by the broker from its acceptance:\n"
+    "                      8h, 3d or 7d (EU 2023/977 Art. 5)\n"
+    "  --deadline-in D     legal deadline at a date: this long from now (8h, 3d, 90m)\n"
     "  --expires-in D      time to live from now, same units\n"
     "  --body TEXT         the body; or --body-file FILE ('-' reads standard input)\n"
     "  --sender NODE       claim a sender (the broker refuses one that is not yours)\n";
@@ -38,7 +40,11 @@ static const char *s_recv_usage =
     "usage: liaison recv [--count N] [--wait-ms MS] [FLAGS]\n"
     "  Becomes this node's receiver and prints each message delivered.\n"
     "  --count N           stop after N messages (default: run until interrupted)\n"
-    "  --wait-ms MS        give up (exit 4) if no message arrives for MS milliseconds\n";
+    "  --wait-ms MS        give up (exit 4) if no message arrives for MS milliseconds\n"
+    "  --read              also tell each sender its message was read (a signed READ\n"
+    "                      receipt); otherwise only DELIVERED goes back\n"
+    "  Each message printed is acknowledged: it is not printed again, also after a\n"
+    "  restart; one the command could not print (a crash) comes again next time.\n";
 
 // Parses 90m, 8h, 3d, 45s into milliseconds; -1 if malformed.
 static int64_t
@@ -124,12 +130,14 @@ s_send_or_resolve (int argc, char **argv, int resolve)
     int nto = 0;
     const char *type = "mla-request", *priority = NULL, *tlp = NULL, *handling = NULL;
     const char *note = NULL, *basis = NULL, *case_ref = NULL, *reply_to = NULL;
+    const char *deadline_class = NULL;
     const char *deadline_in = NULL, *expires_in = NULL, *body = NULL, *body_file = NULL;
     const char *sender = NULL, *evaluation = NULL;
     struct { const char *flag; const char **slot; } flags[] = {
         {"--type", &type}, {"--priority", &priority}, {"--tlp", &tlp},
         {"--handling", &handling}, {"--handling-note", &note}, {"--basis", &basis},
         {"--case-ref", &case_ref}, {"--reply-to", &reply_to}, {"--deadline-in", &deadline_in},
+        {"--deadline", &deadline_class},
         {"--expires-in", &expires_in}, {"--body", &body}, {"--body-file", &body_file},
         {"--sender", &sender}, {"--evaluation", &evaluation},
     };
@@ -225,6 +233,19 @@ s_send_or_resolve (int argc, char **argv, int resolve)
     struct timespec now;
     clock_gettime (CLOCK_REALTIME, &now);
     int64_t now_ms = (int64_t) now.tv_sec * 1000 + now.tv_nsec / 1000000;
+    if (deadline_class) {
+        int cls = !strcmp (deadline_class, "8h")   ? LIAISON_DEADLINE_8_HOURS
+                  : !strcmp (deadline_class, "3d") ? LIAISON_DEADLINE_3_DAYS
+                  : !strcmp (deadline_class, "7d") ? LIAISON_DEADLINE_7_DAYS
+                                                   : -1;
+        if (cls < 0 || deadline_in
+            || liaison_message_set_deadline_class (m, (liaison_deadline_class_t) cls)) {
+            fprintf (stderr, "liaison send: --deadline is 8h, 3d or 7d (and excludes "
+                             "--deadline-in)\n");
+            rc = CLI_USAGE;
+            goto done;
+        }
+    }
     if (deadline_in) {
         int64_t d = s_duration_ms (deadline_in);
         if (d < 0 || liaison_message_set_deadline (m, now_ms + d)) {
@@ -336,9 +357,11 @@ s_print_receipts (liaison_t *l, int json, int *rejected)
             printf ("%s %s: %s (%s, rules %s)\n", status ? status : "unknown",
                     liaison_receipt_recipient (r), liaison_receipt_reason (r), rule,
                     liaison_receipt_rules_hash (r));
-        else
+        else if (liaison_receipt_reason (r)[0])
             printf ("%s %s: %s\n", status ? status : "unknown", liaison_receipt_recipient (r),
                     liaison_receipt_reason (r));
+        else
+            printf ("%s %s\n", status ? status : "unknown", liaison_receipt_recipient (r));
         first = 0;
         liaison_receipt_destroy (&r);
     }
@@ -388,8 +411,8 @@ s_print_resolution (const liaison_resolution_t *res, int json)
     return refused ? CLI_REJECTED : CLI_OK;
 }
 
-static void
-s_time (char *out, size_t len, int64_t ms)
+void
+cli_time (char *out, size_t len, int64_t ms)
 {
     if (!ms) {
         snprintf (out, len, "-");
@@ -433,16 +456,16 @@ s_json_field (const char *name, const char *value, int comma)
     cli_json_string (stdout, value, strlen (value));
 }
 
-static void
-s_print_message (const liaison_message_t *m, int json)
+void
+cli_print_message (const liaison_message_t *m, int json)
 {
     char id[33], reply[33] = "", created[32], deadline[32], expires[32];
     liaison_id_hex (liaison_message_id (m), id);
     if (liaison_message_in_reply_to (m))
         liaison_id_hex (liaison_message_in_reply_to (m), reply);
-    s_time (created, sizeof created, liaison_message_created (m));
-    s_time (deadline, sizeof deadline, liaison_message_deadline (m));
-    s_time (expires, sizeof expires, liaison_message_expires (m));
+    cli_time (created, sizeof created, liaison_message_created (m));
+    cli_time (deadline, sizeof deadline, liaison_message_deadline (m));
+    cli_time (expires, sizeof expires, liaison_message_expires (m));
     size_t blen;
     const char *body = liaison_message_body (m, &blen);
     const char *type = liaison_type_name (liaison_message_type (m));
@@ -511,10 +534,15 @@ cmd_recv (int argc, char **argv)
 {
     cli_common_t c = {0};
     long count = 0, wait_ms = -1;
+    int mark_read = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp (argv[i], "--help") || !strcmp (argv[i], "-h")) {
             printf ("%s%s", s_recv_usage, cli_common_usage);
             return CLI_OK;
+        }
+        if (!strcmp (argv[i], "--read")) {
+            mark_read = 1;
+            continue;
         }
         int rc = cli_common_flag (&c, argc, argv, &i);
         if (rc < 0)
@@ -558,10 +586,12 @@ cmd_recv (int argc, char **argv)
             rc = CLI_FAIL;
             break;
         }
-        s_print_message (m, c.json);
+        cli_print_message (m, c.json);
         // Printed (and flushed) is handled: never handed out again.
         fflush (stdout);
-        r = liaison_ack (l, m, 0);
+        r = mark_read ? liaison_read (l, m) : LIAISON_OK;
+        if (r == LIAISON_OK)
+            r = liaison_ack (l, m, 0);
         liaison_message_destroy (&m);
         if (r != LIAISON_OK) {
             fprintf (stderr, "liaison recv: %s (%s)\n", liaison_errmsg (l), liaison_strerror (r));

@@ -33,7 +33,7 @@ wait_for() {
 rm -rf "$DEMO"
 mkdir -p "$DEMO" "$DEMO/clients"
 
-say "1. A federation PKI: root, three jurisdictions, the hub, three nodes"
+say "1. A federation PKI: root, three jurisdictions, the hub, four nodes"
 run "$PKI_TOOL" -d "$PKI" root --cn "Demo Federation Root" >/dev/null
 for cc in FR DE IT; do run "$PKI_TOOL" -d "$PKI" jurisdiction "$cc" >/dev/null; done
 run "$PKI_TOOL" -d "$PKI" hub-ca >/dev/null
@@ -41,6 +41,7 @@ run "$PKI_TOOL" -d "$PKI" broker hub --dns localhost --ip 127.0.0.1 >/dev/null
 run "$PKI_TOOL" -d "$PKI" node FR fr-pn --org "Police nationale" >/dev/null
 run "$PKI_TOOL" -d "$PKI" node DE de-bka --org "Bundeskriminalamt" >/dev/null
 run "$PKI_TOOL" -d "$PKI" node IT it-ps --org "Polizia di Stato" >/dev/null
+run "$PKI_TOOL" -d "$PKI" node FR fr-gn --org "Gendarmerie nationale" >/dev/null
 
 say "2. The broker, on a free loopback port, under the sample routing policy"
 run "$BUILD/liaisond" check-rules "$TOP/deploy/liaison.rules"
@@ -79,7 +80,7 @@ echo "de-bka is the receiver for its node"
 say "4. The Police nationale (fr-pn) sends an urgent MLA request to the BKA"
 printf '$ liaison send --to de-bka --type mla-request --priority urgent --basis eio ...\n'
 as_node fr-pn send --to de-bka --type mla-request --priority urgent --tlp amber \
-    --handling h2 --basis eio --case-ref FR-2026-0042 --deadline-in 3d \
+    --handling h2 --basis eio --case-ref FR-2026-0042 --deadline 3d \
     --body "Request for subscriber data of +49 151 0000 0000 (fraud ring, case FR-2026-0042)"
 wait "$bka"
 echo; echo "-- what de-bka received:"
@@ -97,6 +98,11 @@ as_node de-bka send --to fr-pn --type mla-reply --reply-to "$REQ" --tlp amber --
 wait "$pn"
 echo; echo "-- what fr-pn received:"
 cat "$DEMO/fr-pn.out"
+echo
+printf '$ liaison trail %s --verify-dir pki/nodes   (as fr-pn)\n' "$REQ"
+as_node fr-pn trail "$REQ" --verify-dir "$PKI/nodes"
+echo "-- the reply stopped the 3-day clock: fr-pn has no open deadline"
+as_node fr-pn deadlines
 
 say "6. The routing policy: what a case lead to the group eu stands for"
 printf '$ liaison resolve --to eu --type case-lead --tlp green --basis eu-2023-977\n'
@@ -111,12 +117,18 @@ as_node it-ps send --to fr-gn --type case-lead --tlp green --body "IBAN IT60 X05
 rc=$?
 echo "(exit code $rc: 3 means refused for some recipient)"
 echo
-echo "-- the same under the EU information-exchange directive: allowed, but fr-gn is not connected"
+echo "-- the same under the EU information-exchange directive: allowed; fr-gn is offline,"
+echo "   so it waits in fr-gn's mailbox at the broker"
 as_node it-ps send --to fr-gn --type case-lead --tlp green --basis eu-2023-977 \
     --body "IBAN IT60 X054 2811 1010 0000 0123 456"
 rc=$?
 set -e
 echo "(exit code $rc)"
+echo
+echo '$ liaison mailbox   (as fr-gn, when it comes online)'
+as_node fr-gn mailbox
+echo '$ liaison recv --count 1   (as fr-gn)'
+as_node fr-gn recv --count 1 --wait-ms 15000
 
 say "8. The broker's log, one line per event"
 kill -TERM "$broker"

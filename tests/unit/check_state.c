@@ -602,15 +602,15 @@ START_TEST (test_state_newer_refused)
     s_dir (dir, sizeof dir, db, sizeof db);
     state_t *s = s_open (dir);
     state_close (&s);
-    s_sql_exec (db, "PRAGMA user_version = 2");
+    s_sql_exec (db, "PRAGMA user_version = 9");
     char want[128];
-    snprintf (want, sizeof want, "schema 2 is newer than this libliaison knows (%d)",
+    snprintf (want, sizeof want, "schema 9 is newer than this libliaison knows (%d)",
               STATE_SCHEMA_VERSION);
     s_open_refused (dir, want);
     s_open_refused (dir, "upgrade libliaison");
-    ck_assert_int_eq (s_sql_int (db, "PRAGMA user_version"), 2);
+    ck_assert_int_eq (s_sql_int (db, "PRAGMA user_version"), 9);
     // The refusal let go of the lock.
-    s_sql_exec (db, "PRAGMA user_version = 1");
+    s_sql_exec (db, "PRAGMA user_version = 2");
     s = s_open (dir);
     state_close (&s);
 }
@@ -1275,6 +1275,27 @@ START_TEST (test_state_checkpoints)
 }
 END_TEST
 
+// A state directory serves one node: another node's certificate is refused,
+// also after a reopen.
+START_TEST (test_state_identity)
+{
+    char dir[192], db[224];
+    s_dir (dir, sizeof dir, db, sizeof db);
+    state_t *s = s_open (dir);
+    ck_assert_int_eq (state_identity (s, "fr-pn"), 0);
+    ck_assert_int_eq (state_identity (s, "fr-pn"), 0);
+    ck_assert_int_eq (state_commit (s), 0);
+    ck_assert_int_eq (state_identity (s, "de-bka"), 1);
+    ck_assert_ptr_nonnull (strstr (state_error (s), "belongs to node fr-pn, not de-bka"));
+    state_close (&s);
+    s = s_open (dir);
+    ck_assert_int_eq (state_identity (s, "de-bka"), 1);
+    ck_assert_int_eq (state_identity (s, "fr-pn"), 0);
+    ck_assert_int_eq (state_identity (s, ""), -1);
+    state_close (&s);
+}
+END_TEST
+
 Suite *
 state_suite (void)
 {
@@ -1282,6 +1303,7 @@ state_suite (void)
     TCase *tc = tcase_create ("open");
     tcase_set_timeout (tc, 20);
     tcase_add_unchecked_fixture (tc, s_root_make, s_root_remove);
+    tcase_add_test (tc, test_state_identity);
     tcase_add_test (tc, test_state_open_new);
     tcase_add_test (tc, test_state_open_refused);
     tcase_add_test (tc, test_state_lock_same_process);
