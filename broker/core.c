@@ -1356,8 +1356,7 @@ s_on_receive (core_t *self, session_t *s, const Liaison__Receive *rx)
     s_grant_rx (self, s, rx->credit_frames, rx->credit_bytes);
     if (replaced)
         log_event ("receiver-replaced", "node=%s", n->id);
-    log_event ("receiver", "node=%s window=%u mailbox=%" PRId64, n->id, rx->credit_frames,
-               store_mailbox_count (self->store, n->id));
+    log_event ("receiver", "node=%s window=%u", n->id, rx->credit_frames);
     s_make_receiver (self, n, s);
 }
 
