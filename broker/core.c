@@ -621,8 +621,11 @@ s_pump (core_t *self, node_t *n)
     session_t *rx = n->receiver;
     if (!rx || !n->dirty)
         return;
-    if (store_pending (self->store))
-        return;  // only committed messages go out; the commit pumps again
+    if (store_pending (self->store)) {
+        // Only committed messages go out: pump again after the commit.
+        s_mark (self, n->id);
+        return;
+    }
     for (int p = PRIORITIES - 1; p >= 0; p--) {
         for (;;) {
             pump_ctx_t c = {self, rx, n, p, false};

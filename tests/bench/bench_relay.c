@@ -22,11 +22,11 @@
 #include "liaison.h"
 
 #define BODY 1024
-#define IN_FLIGHT 100
+#define IN_FLIGHT (getenv ("BENCH_IN_FLIGHT") ? atol (getenv ("BENCH_IN_FLIGHT")) : 100)
 
 static char s_endpoint[128];
 static char s_pki[512];
-static char s_dir[64];
+static char s_dir[256];
 static atomic_long s_received;
 static pthread_mutex_t s_mu = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t s_cv = PTHREAD_COND_INITIALIZER;
@@ -192,7 +192,9 @@ main (void)
     realpath (pki, s_pki);
     long n = getenv ("BENCH_MESSAGES") ? atol (getenv ("BENCH_MESSAGES")) : 200000;
     double rate = getenv ("BENCH_RATE") ? atof (getenv ("BENCH_RATE")) : 10000;
-    char dir[] = "/tmp/liaison-bench-XXXXXX";
+    char dir[256];
+    snprintf (dir, sizeof dir, "%s/liaison-bench-XXXXXX",
+              getenv ("TMPDIR") && *getenv ("TMPDIR") ? getenv ("TMPDIR") : "/tmp");
     if (!mkdtemp (dir))
         return 1;
     snprintf (s_dir, sizeof s_dir, "%s", dir);
@@ -215,7 +217,9 @@ main (void)
     fclose (f);
     pid_t pid = fork ();
     if (pid == 0) {
-        int fd = open ("/dev/null", O_WRONLY);
+        // BENCH_BROKER_LOG keeps the broker's log (commit counts, events).
+        const char *log = getenv ("BENCH_BROKER_LOG");
+        int fd = log ? open (log, O_WRONLY | O_CREAT | O_TRUNC, 0600) : open ("/dev/null", O_WRONLY);
         dup2 (fd, 2);
         execl (bin, "liaisond", "-c", cfg, (char *) NULL);
         _exit (127);
