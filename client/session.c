@@ -932,6 +932,9 @@ liaison_close (liaison_t **self_p)
         return;
     liaison_t *self = *self_p;
     *self_p = NULL;
+    // What was staged (sends and acknowledgements with LIAISON_MORE) is
+    // made durable, and deliveries stored here are acknowledged.
+    s_settle (self);
     wire_conn_t *c = s_conn (self);
     if (c && self->state == ST_READY) {
         Liaison__Close bye = LIAISON__CLOSE__INIT;
