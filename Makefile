@@ -128,15 +128,21 @@ fuzz-build: $(GEN)
 	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_frame tests/fuzz/fuzz_frame.c $(FUZZ_WIRE) $(PKG_LIBS)
 	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_config tests/fuzz/fuzz_config.c broker/config.c $(PKG_LIBS)
 	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_rules tests/fuzz/fuzz_rules.c broker/rules.c $(FUZZ_WIRE) $(PKG_LIBS)
+	clang $(FUZZ_CFLAGS) -o $(BUILD)/fuzz/fuzz_ack tests/fuzz/fuzz_ack.c $(FUZZ_WIRE) $(PKG_LIBS)
 
 # A short fuzzing run (CI): FUZZ_SECONDS per target.
 fuzz-run: fuzz
-	@mkdir -p $(BUILD)/fuzz/corpus-frame $(BUILD)/fuzz/corpus-config $(BUILD)/fuzz/corpus-rules
+	@mkdir -p $(BUILD)/fuzz/corpus-frame $(BUILD)/fuzz/corpus-config $(BUILD)/fuzz/corpus-rules \
+	    $(BUILD)/fuzz/corpus-ack
+	@# Seeds: an Ack of two items and a DELIVERED receipt with a one-step path.
+	@printf '\102\073\012\032\012\020\001\002\003\004\005\006\007\010\011\012\013\014\015\016\017\020\022\006\144\145\055\142\153\141\012\031\012\020\021\022\023\024\025\026\027\030\031\032\033\034\035\036\037\040\022\005\151\164\055\160\163\020\002\030\001' > $(BUILD)/fuzz/corpus-ack/ack
+	@printf '\112\113\012\020\001\002\003\004\005\006\007\010\011\012\013\014\015\016\017\020\022\006\144\145\055\142\153\141\030\002\060\001\130\001\140\002\152\040\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\000\162\005\146\162\055\160\156' > $(BUILD)/fuzz/corpus-ack/receipt
 	cp deploy/liaisond.cfg $(BUILD)/fuzz/corpus-config/
 	cp deploy/liaison.rules tests/integration/test.rules $(BUILD)/fuzz/corpus-rules/
 	$(BUILD)/fuzz/fuzz_frame -max_total_time=$(FUZZ_SECONDS) -max_len=70000 $(BUILD)/fuzz/corpus-frame
 	$(BUILD)/fuzz/fuzz_config -max_total_time=$(FUZZ_SECONDS) -max_len=8192 $(BUILD)/fuzz/corpus-config
 	$(BUILD)/fuzz/fuzz_rules -max_total_time=$(FUZZ_SECONDS) -max_len=16384 $(BUILD)/fuzz/corpus-rules
+	$(BUILD)/fuzz/fuzz_ack -max_total_time=$(FUZZ_SECONDS) -max_len=70000 $(BUILD)/fuzz/corpus-ack
 
 demo: deps
 	@$(MAKE) --no-print-directory all
