@@ -87,6 +87,14 @@ $(BUILD)/bench_relay: $(call obj,tests/bench/bench_relay.c) $(LIBA)
 $(BUILD)/bench_policy: $(call obj,tests/bench/bench_policy.c broker/rules.c) $(LIBA)
 	$(CC) $(ALL_LDFLAGS) -o $@ $^ $(PKG_LIBS)
 
+$(BUILD)/bench_durable: $(call obj,tests/bench/bench_durable.c) $(LIBA) $(BUILD)/fsync_count.so
+	$(CC) $(ALL_LDFLAGS) -o $@ $(call obj,tests/bench/bench_durable.c) $(LIBA) $(PKG_LIBS) -lm -lpthread
+
+# LD_PRELOAD shim for bench_durable: counts fsync and fdatasync per process.
+$(BUILD)/fsync_count.so: tests/bench/fsync_count.c
+	@mkdir -p $(BUILD)
+	$(CC) $(ALL_CPPFLAGS) $(ALL_CFLAGS) -shared $(ALL_LDFLAGS) -o $@ $< -ldl
+
 $(BUILD)/test-pki/.done: tests/integration/make-test-pki.sh deploy/pki/liaison-pki
 	bash tests/integration/make-test-pki.sh $(BUILD)/test-pki >/dev/null
 	touch $@
@@ -111,9 +119,11 @@ check-run-asan: all $(BUILD)/check_liaison $(BUILD)/test-pki/.done
 bench: deps
 	@$(MAKE) --no-print-directory bench-run
 
-bench-run: all $(BUILD)/bench_relay $(BUILD)/bench_policy $(BUILD)/test-pki/.done
+bench-run: all $(BUILD)/bench_relay $(BUILD)/bench_policy $(BUILD)/bench_durable \
+           $(BUILD)/test-pki/.done
 	$(BUILD)/bench_policy
 	LIAISON_BUILD=$(BUILD) LIAISON_PKI=$(BUILD)/test-pki $(BUILD)/bench_relay
+	LIAISON_BUILD=$(BUILD) $(BUILD)/bench_durable
 
 # libFuzzer targets, built with clang into build/fuzz.
 FUZZ_SECONDS ?= 30
