@@ -96,6 +96,9 @@ struct liaison {
     uint64_t inbox_after;       /* where the application's reading is in the inbox */
     liaison_message_t *page_head, *page_tail;  /* read from the inbox, not yet handed out */
     bool outbox_due;            /* send the outbox again (new connection, store refusal) */
+    bool urgent;                /* something staged must be durable before the next send:
+                                   an outbox entry, a delivery, an application's ack
+                                   (outbox removals alone wait for the next commit) */
     int64_t outbox_retry_ms;    /* when, after a store refusal */
     uint64_t query_seq;
     Liaison__Answer *qanswer;   /* the Answer awaited */
@@ -364,6 +367,7 @@ s_on_deliver (liaison_t *self, wire_conn_t *conn, const uint8_t *data, size_t si
         bytes = packed;
     }
     int rc = state_inbox_put (self->st, e->sender, e->id.data, bytes, len, wire_time_ms ());
+    self->urgent = true;
     free (packed);
     if (rc < 0) {
         s_state_failed (self, conn);
@@ -427,10 +431,15 @@ s_settle (liaison_t *self)
 {
     if (!self->st)
         return;
-    if (state_pending (self->st) && state_commit (self->st)) {
+    /* Outbox removals after ACCEPTED are not urgent: one lost in a crash
+       only means a resend the broker recognises. They ride on the next
+       commit instead of costing one of their own. */
+    if (self->urgent && state_pending (self->st) && state_commit (self->st)) {
+        self->urgent = false;
         s_state_failed (self, s_conn (self));
         return;
     }
+    self->urgent = false;
     if (self->nacks == 0)
         return;
     size_t n = self->nacks;
@@ -934,6 +943,7 @@ liaison_close (liaison_t **self_p)
     *self_p = NULL;
     // What was staged (sends and acknowledgements with LIAISON_MORE) is
     // made durable, and deliveries stored here are acknowledged.
+    self->urgent = true;
     s_settle (self);
     wire_conn_t *c = s_conn (self);
     if (c && self->state == ST_READY) {
@@ -1150,6 +1160,7 @@ s_submit (liaison_t *self, Liaison__Envelope *e, int attempt, int flags)
     memcpy (fl->id, e->id.data, LIAISON_ID_LEN);
     // Into the outbox, as the application addressed it, until ACCEPTED;
     // durable before the Submit can reach the wire (s_pass commits first).
+    self->urgent = true;
     if (state_outbox_put (self->st, fl->id, fl->env, fl->env_len, wire_time_ms ())
         || (!(flags & LIAISON_MORE) && state_commit (self->st))) {
         s_inflight_free (fl);
@@ -1353,6 +1364,7 @@ liaison_flush (liaison_t *self, int timeout_ms)
         return self->error ? self->error : LIAISON_ECLOSED;
     int64_t deadline = wire_clock_ms () + (timeout_ms < 0 ? INT32_MAX : timeout_ms);
     // A second round if the first turned up messages to send again.
+    self->urgent = true;  // a barrier: everything staged becomes durable
     s_settle (self);
     for (int round = 0; round < 2; round++) {
         s_resend (self);
@@ -1464,6 +1476,7 @@ liaison_ack (liaison_t *self, const liaison_message_t *msg, int flags)
     if (!self || !msg || msg->env->id.len != LIAISON_ID_LEN)
         return LIAISON_EINVAL;
     int rc = state_inbox_ack (self->st, msg->env->sender, msg->env->id.data, wire_time_ms ());
+    self->urgent = true;
     if (rc == 1)
         return LIAISON_ENOTFOUND;
     if (rc < 0 || (!(flags & LIAISON_MORE) && state_commit (self->st))) {
