@@ -272,9 +272,11 @@ LIAISON_EXPORT int liaison_flush (liaison_t *self, int timeout_ms);
 LIAISON_EXPORT int liaison_recv (liaison_t *self, liaison_message_t **msg, int timeout_ms);
 
 /* The application is done with msg: it is never handed out again. Local
-   (nothing goes to the broker); durable at the next liaison_sync,
-   liaison_flush or liaison_recv, or when this call returns if flags has
-   no LIAISON_MORE. LIAISON_ENOTFOUND if msg was not delivered here. */
+   (nothing goes to the broker). Durable when this call returns, or with
+   LIAISON_MORE at the next liaison_sync, liaison_flush or liaison_close
+   (or earlier, with the next commit the library makes for deliveries):
+   acknowledge a batch with LIAISON_MORE and then call liaison_sync.
+   LIAISON_ENOTFOUND if msg was not delivered here. */
 LIAISON_EXPORT int liaison_ack (liaison_t *self, const liaison_message_t *msg, int flags);
 
 /* An officer or system consulted msg: the broker records a READ receipt

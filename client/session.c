@@ -1476,7 +1476,6 @@ liaison_ack (liaison_t *self, const liaison_message_t *msg, int flags)
     if (!self || !msg || msg->env->id.len != LIAISON_ID_LEN)
         return LIAISON_EINVAL;
     int rc = state_inbox_ack (self->st, msg->env->sender, msg->env->id.data, wire_time_ms ());
-    self->urgent = true;
     if (rc == 1)
         return LIAISON_ENOTFOUND;
     if (rc < 0 || (!(flags & LIAISON_MORE) && state_commit (self->st))) {
