@@ -75,6 +75,7 @@ typedef struct {
     EVP_MD *sha256;
     int64_t next_tick_ms, next_purge_ms;
     uint64_t commits, committed; /* statistics, logged at stop */
+    uint64_t ckpt_failures;   /* checkpoint failures logged so far */
 } core_t;
 
 static size_t
@@ -1255,7 +1256,8 @@ s_on_clock (void *arg, const char *sender, const uint8_t id[16], const char *rec
     }
 }
 
-// Once a second: expiry, clocks, checkpoint; now and then a purge.
+// Once a second: expiry, clocks; now and then a purge. (Checkpoints run on
+// the store's own thread.)
 static void
 s_tick (core_t *self)
 {
@@ -1282,8 +1284,13 @@ s_tick (core_t *self)
         else
             log_event ("store-purge-failed", "detail=%s", LOG_Q (store_error (self->store)));
     }
-    if (store_checkpoint (self->store) != STORE_OK)
-        log_event ("store-checkpoint-failed", "detail=%s", LOG_Q (store_error (self->store)));
+    char why[512];
+    uint64_t failures = store_checkpointer_failures (self->store, why, sizeof why);
+    if (failures > self->ckpt_failures) {
+        self->ckpt_failures = failures;
+        log_event ("store-checkpoint-failed", "failures=%" PRIu64 " detail=%s", failures,
+                   LOG_Q (why));
+    }
 }
 
 /* ---------------------------------------------------------------- receivers */
@@ -1615,6 +1622,11 @@ core_actor (void *pipe_v, void *args_v)
     }
     log_event ("store-opened", "path=%s schema=%d ms=%" PRId64, LOG_Q (path), STORE_SCHEMA_VERSION,
                wire_time_ms () - t0);
+    if (store_checkpointer_start (self.store, 1000) != STORE_OK) {
+        log_event ("startup-failed", "reason=store detail=%s", LOG_Q (store_error (self.store)));
+        s_fail_start (pipe);
+        goto done;
+    }
     self.next_purge_ms = wire_time_ms () + 1000;
     zsock_signal (pipe, 0);
     zstr_send (pipe, "OK");

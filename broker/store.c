@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 #include <sqlite3.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -207,6 +208,15 @@ struct store {
     bool size_known;    // used_bytes was read since the last commit or rollback
     int64_t used_bytes; // pages in use times page size, plus estimates for puts since
     uint64_t last_seq;  // seq of the last message stored
+    // The checkpointer thread (store_checkpointer_start): it alone uses
+    // ckpt then; the fields below are shared with it under `mu`.
+    pthread_t ckpt_thread;
+    bool ckpt_running, ckpt_stop;
+    int ckpt_interval_ms;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    uint64_t ckpt_failures;
+    char ckpt_err[512];
     EVP_MD *sha256;
     EVP_MD_CTX *md;
     char err[768];
@@ -579,6 +589,8 @@ store_open (const store_config_t *cfg, char *err, size_t errlen)
         return NULL;
     }
     snprintf (self->err, sizeof self->err, "no error");
+    pthread_mutex_init (&self->mu, NULL);
+    pthread_cond_init (&self->cv, NULL);
     self->max_bytes = cfg->max_bytes;
     self->wal_limit = cfg->wal_limit_bytes ? cfg->wal_limit_bytes : DEFAULT_WAL_LIMIT;
     self->path = strdup (cfg->path);
@@ -641,6 +653,14 @@ store_close (store_t **self_p)
     if (!self_p || !*self_p)
         return;
     store_t *self = *self_p;
+    if (self->ckpt_running) {
+        pthread_mutex_lock (&self->mu);
+        self->ckpt_stop = true;
+        pthread_cond_signal (&self->cv);
+        pthread_mutex_unlock (&self->mu);
+        pthread_join (self->ckpt_thread, NULL);
+        self->ckpt_running = false;
+    }
     // A group still open was never acknowledged: drop it.
     if (self->db && !sqlite3_get_autocommit (self->db))
         sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
@@ -653,6 +673,8 @@ store_close (store_t **self_p)
     EVP_MD_free (self->sha256);
     free (self->path);
     free (self->wal_path);
+    pthread_mutex_destroy (&self->mu);
+    pthread_cond_destroy (&self->cv);
     free (self);
     *self_p = NULL;
 }
@@ -1150,6 +1172,8 @@ store_checkpoint (store_t *self)
 {
     if (!self)
         return STORE_ERROR;
+    if (self->ckpt_running)
+        return STORE_OK;  // the checkpointer thread owns the connection
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2 (self->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
@@ -1649,4 +1673,80 @@ store_trail (store_t *self, const char *sender, const uint8_t id[16], store_rece
     }
     int more = store_receipts (self, sender, id, fn, arg);
     return more < 0 ? -1 : count + more;
+}
+
+/* The checkpointer: copies committed WAL frames into the database file
+   (and fsyncs it) away from the thread that commits, so a checkpoint never
+   stalls routing; truncates the WAL once it is past the bound and no
+   writer holds the lock (SQLITE_BUSY otherwise: tried again next time). */
+static void *
+s_checkpointer (void *arg)
+{
+    store_t *self = arg;
+    pthread_mutex_lock (&self->mu);
+    while (!self->ckpt_stop) {
+        struct timespec until;
+        clock_gettime (CLOCK_REALTIME, &until);
+        until.tv_sec += self->ckpt_interval_ms / 1000;
+        until.tv_nsec += (long) (self->ckpt_interval_ms % 1000) * 1000000;
+        if (until.tv_nsec >= 1000000000) {
+            until.tv_sec++;
+            until.tv_nsec -= 1000000000;
+        }
+        pthread_cond_timedwait (&self->cv, &self->mu, &until);
+        if (self->ckpt_stop)
+            break;
+        pthread_mutex_unlock (&self->mu);
+        int log = 0, done = 0;
+        int rc =
+            sqlite3_wal_checkpoint_v2 (self->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        const char *what = "passive checkpoint";
+        struct stat st;
+        if ((rc == SQLITE_OK || rc == SQLITE_BUSY) && stat (self->wal_path, &st) == 0
+            && (uint64_t) st.st_size > self->wal_limit) {
+            rc = sqlite3_wal_checkpoint_v2 (self->ckpt, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log,
+                                            &done);
+            what = "truncating checkpoint";
+        }
+        char msg[512] = "";
+        if (rc != SQLITE_OK && rc != SQLITE_BUSY)
+            snprintf (msg, sizeof msg, "store %s: %s failed: %s; %s", self->path, what,
+                      sqlite3_errmsg (self->ckpt), s_advice (rc));
+        pthread_mutex_lock (&self->mu);
+        if (msg[0]) {
+            self->ckpt_failures++;
+            snprintf (self->ckpt_err, sizeof self->ckpt_err, "%s", msg);
+        }
+    }
+    pthread_mutex_unlock (&self->mu);
+    return NULL;
+}
+
+store_rc_t
+store_checkpointer_start (store_t *self, int interval_ms)
+{
+    if (!self || self->ckpt_running)
+        return STORE_ERROR;
+    self->ckpt_interval_ms = interval_ms > 0 ? interval_ms : 1000;
+    self->ckpt_stop = false;
+    if (pthread_create (&self->ckpt_thread, NULL, s_checkpointer, self)) {
+        s_err (self, "store %s: cannot start the checkpoint thread: %s", self->path,
+               strerror (errno));
+        return STORE_ERROR;
+    }
+    self->ckpt_running = true;
+    return STORE_OK;
+}
+
+uint64_t
+store_checkpointer_failures (store_t *self, char *last, size_t len)
+{
+    if (!self)
+        return 0;
+    pthread_mutex_lock (&self->mu);
+    uint64_t n = self->ckpt_failures;
+    if (last && len)
+        snprintf (last, len, "%s", self->ckpt_err);
+    pthread_mutex_unlock (&self->mu);
+    return n;
 }

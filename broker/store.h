@@ -228,6 +228,15 @@ store_rc_t store_purge (store_t *self, int64_t before_ms, int64_t *purged);
 /* Passive checkpoint; truncates the WAL when it is past the bound. */
 store_rc_t store_checkpoint (store_t *self);
 
+/* Runs checkpoints (as store_checkpoint does) every interval_ms on a
+   thread of their own, until store_close; store_checkpoint then does
+   nothing. The committing thread never waits for a checkpoint. */
+store_rc_t store_checkpointer_start (store_t *self, int interval_ms);
+
+/* How many checkpoints of that thread failed so far, and (into last) the
+   latest failure's text. Thread-safe. */
+uint64_t store_checkpointer_failures (store_t *self, char *last, size_t len);
+
 /* SQLite's full integrity check on a database file (slow: for
    `liaisond store-check`, not for every start). Writes the findings (or
    "ok") into report; returns 0 if sound, 1 if damaged, -1 if it cannot be

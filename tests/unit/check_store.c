@@ -1620,6 +1620,48 @@ START_TEST (test_store_checkpoint)
 }
 END_TEST
 
+// The checkpointer thread truncates a WAL past its bound while the owner
+// keeps writing, and store_checkpoint leaves it the connection.
+START_TEST (test_store_checkpointer_thread)
+{
+    char db[192], wal[200];
+    s_dir (db, sizeof db);
+    s_wal_path (db, wal, sizeof wal);
+    store_t *s = s_open (db, 0, 64 * 1024);
+    tmsg_t t;
+    for (uint32_t i = 0; i < 300; i++) {
+        s_msg (&t, "nodeA", i, 0, 1024, "nodeB");
+        s_put_ok (s, &t);
+    }
+    s_commit_ok (s);
+    ck_assert_int_gt (s_size (wal), 300 * 1024);
+    ck_assert_int_eq (store_checkpointer_start (s, 20), STORE_OK);
+    ck_assert_int_eq (store_checkpointer_start (s, 20), STORE_ERROR);  // one thread only
+    ck_assert_int_eq (store_checkpoint (s), STORE_OK);                 // a no-op now
+    int waited = 0;
+    while (s_size (wal) > 0 && waited < 5000) {
+        usleep (10000);
+        waited += 10;
+    }
+    ck_assert_msg (s_size (wal) == 0, "WAL still %lld bytes after %d ms", (long long) s_size (wal),
+                   waited);
+    // Writes go on beside it, and nothing is lost.
+    for (uint32_t i = 300; i < 600; i++) {
+        s_msg (&t, "nodeA", i, 0, 1024, "nodeB");
+        s_put_ok (s, &t);
+        if (i % 50 == 49)
+            s_commit_ok (s);
+    }
+    s_commit_ok (s);
+    char why[64];
+    ck_assert_uint_eq (store_checkpointer_failures (s, why, sizeof why), 0);
+    store_close (&s);  // joins the thread
+    s = s_open (db, 0, 0);
+    ck_assert_int_eq (store_mailbox_count (s, "nodeB"), 600);
+    store_close (&s);
+}
+END_TEST
+
 static long
 s_max_rss_kib (void)
 {
@@ -2545,6 +2587,7 @@ store_suite (void)
     tcase_add_test (tc, test_store_damaged_envelope);
     tcase_add_test (tc, test_store_check);
     tcase_add_test (tc, test_store_checkpoint);
+    tcase_add_test (tc, test_store_checkpointer_thread);
     suite_add_tcase (s, tc);
 
     tc = tcase_create ("backlog");
