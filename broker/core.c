@@ -144,10 +144,11 @@ s_kick (core_t *self, uint64_t handle, int code, const char *reason, const char 
 }
 
 static void
-s_receipt_ex (core_t *self, uint64_t handle, const uint8_t *id, const char *recipient,
-              int status, const char *reason, const char *rule)
+s_receipt_ex (core_t *self, uint64_t handle, const char *sender, const uint8_t *id,
+              const char *recipient, int status, const char *reason, const char *rule)
 {
     Liaison__Receipt r = LIAISON__RECEIPT__INIT;
+    r.sender = (char *) sender;
     r.id.data = (uint8_t *) id;
     r.id.len = WIRE_ID_LEN;
     r.recipient = (char *) recipient;
@@ -182,7 +183,7 @@ s_reject_rule (core_t *self, session_t *from, const uint8_t *id, const char *rec
     else
         log_event ("message-rejected", "id=%s sender=%s recipient=%s reason=%s", hex,
                    from->peer.node_id, recipient, reason);
-    s_receipt_ex (self, from->handle, id, recipient, LIAISON__RECEIPT_STATUS__REJECTED, reason,
+    s_receipt_ex (self, from->handle, from->peer.node_id, id, recipient, LIAISON__RECEIPT_STATUS__REJECTED, reason,
                   rule);
 }
 
@@ -457,6 +458,7 @@ typedef struct {
     core_t *core;
     uint64_t handle;
     const uint8_t *id;
+    const char *sender;
 } trail_ctx_t;
 
 // One receipt of a stored trail, sent to a session.
@@ -496,7 +498,7 @@ s_release (core_t *self, bool ok)
             }
             case HELD_DUPLICATE:
                 if (ok && s_session (self, h->handle)) {
-                    trail_ctx_t ctx = {self, h->handle, h->id};
+                    trail_ctx_t ctx = {self, h->handle, h->id, h->node};
                     store_trail (self->store, h->node, h->id, s_trail_send, &ctx);
                 }
                 break;
@@ -722,21 +724,11 @@ s_on_submit (core_t *self, session_t *s, Liaison__Frame *f, size_t frame_size)
         s_credit_back (self, s, frame_size);
         return;
     }
+    /* The checks below may refuse a message that was accepted before and
+       is only sent again (the rules, the clock or the limits changed
+       since): a resend gets its original receipts, never a refusal. */
     resolution_t *r = self->scratch;
-    if (!s_recipients_current (self, env, s->peer.node_id, r)) {
-        // One receipt per entry: the refused nodes and the required copies
-        // the sender left out are named, each with its rule.
-        for (size_t i = 0; i < r->n; i++) {
-            const Liaison__Resolution *e = &r->items[i];
-            s_reject_rule (self, s, id, e->node[0] ? e->node : e->address,
-                           "recipients-changed", e->rule[0] ? e->rule : NULL);
-        }
-        if (r->n == 0)
-            for (size_t i = 0; i < env->n_recipients; i++)
-                s_reject (self, s, id, env->recipients[i]->name, "recipients-changed");
-        s_credit_back (self, s, frame_size);
-        return;
-    }
+    bool current = s_recipients_current (self, env, s->peer.node_id, r);
     int64_t now = wire_time_ms ();
     const char *why = NULL;
     int cls = (int) env->deadline_class;
@@ -748,9 +740,22 @@ s_on_submit (core_t *self, session_t *s, Liaison__Frame *f, size_t frame_size)
         why = "already-expired";
     else if (liaison__envelope__get_packed_size (env) + 64 > self->cfg->max_frame)
         why = "too-large";  // its Deliver frame would not fit
-    if (why) {
-        for (size_t i = 0; i < env->n_recipients; i++)
-            s_reject (self, s, id, env->recipients[i]->name, why);
+    if ((!current || why) && store_known (self->store, s->peer.node_id, id) != 1) {
+        if (!current) {
+            // One receipt per entry: the refused nodes and the required
+            // copies the sender left out are named, each with its rule.
+            for (size_t i = 0; i < r->n; i++) {
+                const Liaison__Resolution *e = &r->items[i];
+                s_reject_rule (self, s, id, e->node[0] ? e->node : e->address,
+                               "recipients-changed", e->rule[0] ? e->rule : NULL);
+            }
+            if (r->n == 0)
+                for (size_t i = 0; i < env->n_recipients; i++)
+                    s_reject (self, s, id, env->recipients[i]->name, "recipients-changed");
+        }
+        else
+            for (size_t i = 0; i < env->n_recipients; i++)
+                s_reject (self, s, id, env->recipients[i]->name, why);
         s_credit_back (self, s, frame_size);
         return;
     }
@@ -928,9 +933,9 @@ s_on_ack (core_t *self, session_t *s, const Liaison__Ack *a)
         log_event ("ack-refused", "node=%s reason=proof", me);
         return;
     }
-    if (s->peer.key && ackproof_verify (s->peer.key, root, a->n_items, a->signature.data,
-                                        a->signature.len)
-                           != 1) {
+    if (!s->peer.key
+        || ackproof_verify (s->peer.key, root, a->n_items, a->signature.data, a->signature.len)
+               != 1) {
         // Only receipts a sender can verify are recorded and forwarded.
         log_event ("session-kicked", "node=%s reason=ack-signature", me);
         s_kick (self, s->handle, LIAISON__ERROR_CODE__ERR_MALFORMED, "ack-signature",
@@ -997,6 +1002,7 @@ s_trail_send (void *arg, const char *recipient, int status, const char *reason, 
     ProtobufCBinaryData path[ACKPROOF_MAX_PATH];
     r.id.data = (uint8_t *) c->id;
     r.id.len = WIRE_ID_LEN;
+    r.sender = (char *) c->sender;
     r.recipient = (char *) (recipient ? recipient : "");
     r.status = (Liaison__ReceiptStatus) status;
     r.reason = (char *) (reason ? reason : "");

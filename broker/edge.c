@@ -200,7 +200,7 @@ s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
         log_event ("frame-refused", "node=%s reason=control-frame-too-large size=%zu",
                    id->node_id, size);
         s_error (conn, LIAISON__ERROR_CODE__ERR_MALFORMED, "control-frame-too-large",
-                 "only Submit frames may exceed 4096 bytes (Resolve: 65536)", true);
+                 "only Submit frames may exceed 4096 bytes (Resolve and Ack: 65536)", true);
         return -1;
     }
     if (f->kind_case == LIAISON__FRAME__KIND_SUBMIT) {

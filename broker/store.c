@@ -1750,3 +1750,17 @@ store_checkpointer_failures (store_t *self, char *last, size_t len)
     pthread_mutex_unlock (&self->mu);
     return n;
 }
+
+int
+store_known (store_t *self, const char *sender, const uint8_t id[16])
+{
+    if (!self || !sender || !id)
+        return -1;
+    int64_t seq = 0;
+    int found = s_find (self, sender, id, &seq, NULL, NULL);
+    if (found < 0) {
+        s_sql_err (self, -found, "looking up (sender, id)");
+        return -1;
+    }
+    return found;
+}

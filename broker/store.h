@@ -76,6 +76,9 @@ store_rc_t store_put (store_t *self, const store_msg_t *m, int64_t *accepted_ms)
 /* The seq store_put gave the last message it stored (not a duplicate). */
 uint64_t store_last_seq (const store_t *self);
 
+/* 1 if (sender, id) is stored (staged ones included), 0 if not, -1. */
+int store_known (store_t *self, const char *sender, const uint8_t id[16]);
+
 /* Makes everything staged since the last commit durable, in one
    transaction (one fsync). STORE_OK, or an error after which everything
    staged since the last commit is gone (never acknowledge it). */
