@@ -642,10 +642,18 @@ s_monitor_event (liaison_t *self)
     zmq_msg_init (&addr);
     if (zmq_msg_recv (&ev, self->monitor, ZMQ_DONTWAIT) >= 0 && zmq_msg_more (&ev))
         zmq_msg_recv (&addr, self->monitor, 0);
-    bool gone = zmq_msg_size (&ev) >= 2
-                && (*(uint16_t *) zmq_msg_data (&ev) & (ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED));
+    uint16_t event = zmq_msg_size (&ev) >= 2 ? *(uint16_t *) zmq_msg_data (&ev) : 0;
+    bool gone = event & (ZMQ_EVENT_DISCONNECTED | ZMQ_EVENT_CLOSED);
     zmq_msg_close (&ev);
     zmq_msg_close (&addr);
+    if (event & ZMQ_EVENT_CLOSED && self->state == ST_TLS && !self->conn) {
+        // Never connected (refused, unreachable): no need to wait out the
+        // timeout.
+        s_seterr (self, LIAISON_ECLOSED, "cannot connect to %s: connection refused or "
+                  "unreachable; is the broker running there?", self->endpoint);
+        self->state = ST_DOWN;
+        return;
+    }
     if (gone && self->conns) {
         wire_conns_foreach (self->conns, s_lost, NULL);
         wire_conns_flush (self->conns);  // reaps: on_close runs
