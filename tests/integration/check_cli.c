@@ -47,7 +47,10 @@ START_TEST (test_cli_send_recv_json)
                     "send --to de-bka --type case-lead --tlp green --handling h1 --basis "
                     "eu-2023-977 --case-ref 'FR \"lead\" 7' --body 'IBAN FR76 3000' --json");
     ck_assert_msg (rc == 0, "send exit %d: %s", rc, out);
-    ck_assert_msg (strstr (out, "\"receipts\":[]") != NULL, "%s", out);
+    // Durable at the broker: accepted for de-bka, nothing refused.
+    ck_assert_msg (strstr (out, "{\"recipient\":\"de-bka\",\"status\":\"accepted\"") != NULL,
+                   "%s", out);
+    ck_assert_msg (strstr (out, "rejected") == NULL, "%s", out);
     pclose (bg);
     char path[400];
     snprintf (path, sizeof path, "%s/recv.out", b.dir);
@@ -76,9 +79,21 @@ START_TEST (test_cli_exit_codes)
     broker_t b;
     harness_broker_start (&b, NULL);
     char out[8192];
-    // Rejected by the broker: 3, with the reason.
-    ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out, "send --to it-ps --body x"), 3);
-    ck_assert_msg (strstr (out, "rejected it-ps: recipient-offline") != NULL, "%s", out);
+    // A recipient that is offline is no refusal: accepted, 0.
+    ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out, "send --to it-ps --body x"), 0);
+    ck_assert_msg (strstr (out, "accepted it-ps\n") != NULL, "%s", out);
+    // Rejected by the broker: 3, with the reason (a claimed sender that is
+    // not the certificate's).
+    ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out,
+                             "send --to it-ps --sender de-bka --body x"), 3);
+    ck_assert_msg (strstr (out, "rejected it-ps: sender-mismatch") != NULL, "%s", out);
+    // Refused by the policy: 3, with the rule.
+    ck_assert_int_eq (s_run (&b, "es-cnp", out, sizeof out,
+                             "send --to it-ps --type case-lead --body x"), 3);
+    ck_assert_msg (strstr (out, "rejected it-ps: denied (") != NULL, "%s", out);
+    // No such message in the trail: 3.
+    ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out,
+                             "trail 000102030405060708090a0b0c0d0e0f"), 3);
     // Usage errors: 2.
     ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out, "send --body x"), 2);
     ck_assert (strstr (out, "--to") != NULL);

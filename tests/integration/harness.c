@@ -442,3 +442,114 @@ raw_close (raw_t *r)
         close (r->fd);
     memset (r, 0, sizeof *r);
 }
+
+/* ---- additions for the durable store-and-forward tests ---- */
+
+int
+harness_ms (int ms)
+{
+    const char *m = getenv ("CK_TIMEOUT_MULTIPLIER");
+    int k = m ? atoi (m) : 1;
+    return ms * (k > 0 ? k : 1);
+}
+
+int
+harness_free_port (void)
+{
+    int fd = socket (AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge (fd, 0);
+    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = 0};
+    sa.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    ck_assert_int_eq (bind (fd, (struct sockaddr *) &sa, sizeof sa), 0);
+    socklen_t len = sizeof sa;
+    ck_assert_int_eq (getsockname (fd, (struct sockaddr *) &sa, &len), 0);
+    close (fd);
+    return ntohs (sa.sin_port);
+}
+
+void
+harness_prepare_ex (broker_t *b, const char *limits, const char *extra, int port)
+{
+    harness_prepare (b, limits, NULL, NULL);
+    if (port)
+        ck_assert_int_eq (harness_sh ("sed -i 's|tcp://127.0.0.1:\\*|tcp://127.0.0.1:%d|' '%s'",
+                                      port, b->cfg),
+                          0);
+    if (extra) {
+        FILE *f = fopen (b->cfg, "a");
+        ck_assert_ptr_nonnull (f);
+        fputs (extra, f);
+        fclose (f);
+    }
+}
+
+void
+harness_broker_kill (broker_t *b)
+{
+    if (b->pid > 0) {
+        kill (b->pid, SIGKILL);
+        waitpid (b->pid, NULL, 0);
+        b->pid = 0;
+    }
+}
+
+int
+harness_broker_restart (broker_t *b)
+{
+    char ready[320];
+    snprintf (ready, sizeof ready, "%s/state/ready", b->dir);
+    unlink (ready);
+    char endpoint[128];
+    snprintf (endpoint, sizeof endpoint, "%s", b->endpoint);
+    int rc = harness_start (b);
+    // A fixed port must come back as it was: the clients hold the endpoint.
+    if (rc == 0 && strcmp (endpoint, b->endpoint) != 0 && !strchr (endpoint, '*'))
+        fprintf (stderr, "harness: broker endpoint moved from %s to %s\n", endpoint,
+                 b->endpoint);
+    return rc;
+}
+
+const char *
+harness_node_cert (broker_t *b, const char *node, char *buf, size_t size)
+{
+    snprintf (buf, size, "%s/nodes/%s/node.pem", b->pki, node);
+    return buf;
+}
+
+liaison_receipt_t *
+harness_expect_receipt (liaison_t *l, const uint8_t *id, const char *recipient,
+                        liaison_status_t status, int timeout_ms)
+{
+    liaison_receipt_t *r = NULL;
+    int rc = liaison_next_receipt (l, &r, timeout_ms);
+    ck_assert_msg (rc == LIAISON_OK, "no receipt (%s expected for %s) within %d ms: %s",
+                   liaison_status_name (status), recipient, timeout_ms, liaison_strerror (rc));
+    ck_assert_msg (liaison_receipt_status (r) == status, "receipt for %s: %s (%s), expected %s",
+                   liaison_receipt_recipient (r), liaison_status_name (liaison_receipt_status (r)),
+                   liaison_receipt_reason (r), liaison_status_name (status));
+    ck_assert_str_eq (liaison_receipt_recipient (r), recipient);
+    if (id)
+        ck_assert_mem_eq (liaison_receipt_id (r), id, LIAISON_ID_LEN);
+    return r;
+}
+
+int
+harness_broker_halt (broker_t *b)
+{
+    if (b->pid <= 0)
+        return -1;
+    kill (b->pid, SIGTERM);
+    int st = 0;
+    int64_t deadline = s_now_ms () + 20000;
+    pid_t got = 0;
+    while ((got = waitpid (b->pid, &st, WNOHANG)) == 0 && s_now_ms () < deadline) {
+        struct timespec ts = {0, 10 * 1000 * 1000};
+        nanosleep (&ts, NULL);  // waiting for a child to exit
+    }
+    if (got == 0) {
+        kill (b->pid, SIGKILL);
+        waitpid (b->pid, &st, 0);
+    }
+    b->pid = 0;
+    return got > 0 && WIFEXITED (st) ? WEXITSTATUS (st) : -1;
+}

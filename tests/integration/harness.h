@@ -112,4 +112,40 @@ int raw_expect_error (raw_t *r, int timeout_ms, bool *closed_after);
 
 void raw_close (raw_t *r);
 
+/* ---- additions for the durable store-and-forward tests ---- */
+
+/* A free loopback TCP port (bound and released at once), for a broker
+   that must come back on the same endpoint after a restart. */
+int harness_free_port (void);
+
+/* harness_prepare, then: `extra` (ZPL sections under liaisond, 4-space
+   indented, e.g. "    store\n        max_bytes = 65536\n", or NULL)
+   appended to the config, and the endpoint fixed to port (0: ephemeral,
+   as harness_prepare). */
+void harness_prepare_ex (broker_t *b, const char *limits, const char *extra, int port);
+
+/* SIGKILL the broker and reap it; its directory stays. */
+void harness_broker_kill (broker_t *b);
+
+/* SIGTERM and wait like harness_broker_stop, but the directory (its
+   store, config, log) stays for a restart. Returns the exit status, or -1
+   if it was killed by a signal or did not stop. */
+int harness_broker_halt (broker_t *b);
+
+/* Starts the broker again on the same directory, config, store (and
+   port, when fixed) after a kill or a crash: removes the stale ready file
+   first. 0 when ready, -1 otherwise. */
+int harness_broker_restart (broker_t *b);
+
+/* The path of a node's certificate in the broker's PKI copy, in buf. */
+const char *harness_node_cert (broker_t *b, const char *node, char *buf, size_t size);
+
+/* Asserts that the next receipt (within timeout_ms) has this status and
+   recipient, and this id unless NULL; returns it (the caller owns it). */
+liaison_receipt_t *harness_expect_receipt (liaison_t *l, const uint8_t *id, const char *recipient,
+                                           liaison_status_t status, int timeout_ms);
+
+/* The timeout scaled by CK_TIMEOUT_MULTIPLIER (sanitizer builds). */
+int harness_ms (int ms);
+
 #endif
