@@ -21,6 +21,7 @@ main (void)
     srunner_add_suite (sr, broker_suite ());
     srunner_add_suite (sr, cli_suite ());
     srunner_add_suite (sr, policy_suite ());
+    srunner_add_suite (sr, durable_suite ());
     srunner_set_fork_status (sr, CK_FORK);
     srunner_run_all (sr, CK_NORMAL);
     int failed = srunner_ntests_failed (sr);

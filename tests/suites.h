@@ -18,5 +18,6 @@ Suite *ackproof_suite (void);
 Suite *broker_suite (void);
 Suite *cli_suite (void);
 Suite *policy_suite (void);
+Suite *durable_suite (void);
 
 #endif
