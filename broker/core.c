@@ -508,10 +508,15 @@ s_release (core_t *self, bool ok)
     if (!ok) {
         // Acks in the lost group are undone too: deliver everything again
         // (the receivers' inboxes recognise what they have).
+        // (No lookups inside the walk: a zhashx lookup resets its cursor.)
         for (node_t *n = zhashx_first (self->nodes); n; n = zhashx_next (self->nodes)) {
             memset (n->after, 0, sizeof n->after);
             n->dirty = true;
-            s_mark (self, n->id);
+            if (!n->ready) {
+                n->ready = true;
+                n->ready_next = self->ready;
+                self->ready = n;
+            }
         }
     }
     while (self->ready) {

@@ -46,6 +46,8 @@ typedef struct inflight {
     size_t env_len;
     int attempt;                /* 1, then 2 after one re-resolution */
     bool resend;                /* the broker said recipients-changed */
+    bool refused;               /* the broker's store refused it (ERR_STORE): it goes
+                                   again from the outbox */
     struct inflight *next;
 } inflight_t;
 
@@ -535,6 +537,10 @@ s_on_frame (void *arg, wire_conn_t *conn, const uint8_t *data, size_t size)
             if (f->error->code == LIAISON__ERROR_CODE__ERR_STORE) {
                 // Not accepted, not refused: it stays in the outbox and
                 // goes again in a while. The session goes on.
+                for (inflight_t *fl = self->fl_head; fl; fl = fl->next)
+                    if (f->error->ref_id.len == LIAISON_ID_LEN
+                        && memcmp (fl->id, f->error->ref_id.data, LIAISON_ID_LEN) == 0)
+                        fl->refused = true;
                 snprintf (self->errmsg, sizeof self->errmsg,
                           "broker: %s (%s); the message stays in the outbox and is sent again",
                           f->error->detail, f->error->reason);
@@ -1260,7 +1266,7 @@ s_outbox_resend (liaison_t *self)
         for (size_t i = 0; i < page.n; i++) {
             bool flying = false;
             for (inflight_t *fl = self->fl_head; fl && !flying; fl = fl->next)
-                flying = memcmp (fl->id, page.id[i], LIAISON_ID_LEN) == 0;
+                flying = !fl->refused && memcmp (fl->id, page.id[i], LIAISON_ID_LEN) == 0;
             Liaison__Envelope *e =
                 flying ? NULL : liaison__envelope__unpack (NULL, page.len[i], page.env[i]);
             if (e) {

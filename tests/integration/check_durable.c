@@ -670,13 +670,10 @@ s_fill_refused (fill_t *f, int min_accepted, const char *logged)
     ck_assert_int_gt (liaison_outbox_count (f->tx), 0);
 }
 
-// FAILS: client/session.c s_outbox_resend skips outbox entries still on the
-// in-flight list; a Submit refused with ERR_STORE stays there until a
-// Credit frame or a barrier answer covers it (the broker returns credit
-// only every (credit_frames + 1) / 2 Submits), so an application that only
-// calls liaison_pump / liaison_recv / liaison_next_receipt never sends it
-// again after the second refusal: the outbox stays stuck until the next
-// liaison_flush, a burst of new sends or a reconnect.
+// The store bounded by store/max_bytes: refused messages get ERR_STORE and
+// no receipt, stay in the outbox and go again (also after a second
+// refusal, with the application only pumping) once delivery and the purge
+// make room; nothing accepted is lost.
 START_TEST (test_store_full_max_bytes)
 {
     enum { N = 12, SIZE = 3000 };
@@ -746,11 +743,10 @@ s_tmpfs_teardown (void)
     rmdir (s_tmpfs);
 }
 
-// FAILS: broker/core.c s_release (ok = false), the loop over self->nodes
-// (zhashx_first / zhashx_next) calls s_mark, whose zhashx_lookup on the same
-// table resets the iteration cursor (CZMQ 4.2.1): after any failed group
-// commit with a node online the core thread spins at 100% CPU for ever and
-// the broker answers nothing more. Also the ERR_STORE resend bug above.
+// The broker's state directory on a small tmpfs that fills up: failed
+// group commits refuse their messages with ERR_STORE, nobody's accepted
+// message is lost, the core keeps serving (a failed commit once made it
+// spin), and service resumes when space returns.
 START_TEST (test_store_full_disk)
 {
     if (geteuid () != 0) {
