@@ -46,7 +46,7 @@ struct node {
 /* Something to do once the group commits: a frame for one session (an
    ACCEPTED receipt), a frame for every session of a node (a forwarded
    receipt or a notice), or the original receipts of a resent message. */
-typedef enum { HELD_SEND, HELD_FORWARD, HELD_DUPLICATE } held_kind_t;
+typedef enum { HELD_SEND, HELD_FORWARD, HELD_DUPLICATE, HELD_QUERY } held_kind_t;
 
 typedef struct {
     held_kind_t kind;
@@ -54,7 +54,11 @@ typedef struct {
     bus_buf_t *buf;           /* SEND, FORWARD: the frame, one reference */
     bool accept;              /* SEND: an ACCEPTED receipt (refused if the commit fails) */
     uint8_t id[WIRE_ID_LEN];
-    char node[WIRE_NODE_ID_MAX]; /* FORWARD: to whom; DUPLICATE: the sender */
+    char node[WIRE_NODE_ID_MAX]; /* FORWARD: to whom; DUPLICATE: the sender; QUERY: its sender */
+    /* QUERY: the question, answered from durable state after the commit */
+    int qkind;
+    uint64_t request_id, after;
+    uint32_t limit;
 } held_t;
 
 typedef struct {
@@ -453,6 +457,7 @@ s_refuse_store (core_t *self, uint64_t handle, const uint8_t *id, const char *se
 }
 
 static void s_pump (core_t *self, node_t *n);
+static void s_answer (core_t *self, const held_t *q);
 
 typedef struct {
     core_t *core;
@@ -475,7 +480,7 @@ s_release (core_t *self, bool ok)
         held_t *h = &self->held[i];
         switch (h->kind) {
             case HELD_SEND:
-                if (ok)
+                if (ok || !h->accept)  // a pong goes out whatever the commit did
                     s_send_buf (self, h->handle, h->buf);
                 else {
                     if (h->accept && (!last || memcmp (last, h->id, WIRE_ID_LEN))) {
@@ -496,6 +501,12 @@ s_release (core_t *self, bool ok)
                 bus_buf_unref (h->buf);
                 break;
             }
+            case HELD_QUERY:
+                // Answered also when the group failed: its work is gone,
+                // the answer shows what is durable.
+                if (s_session (self, h->handle))
+                    s_answer (self, h);
+                break;
             case HELD_DUPLICATE:
                 if (ok && s_session (self, h->handle)) {
                     trail_ctx_t ctx = {self, h->handle, h->id, h->node};
@@ -1123,11 +1134,31 @@ s_collect_envelope (void *arg, const uint8_t *envelope, size_t len)
     a->env = liaison__envelope__unpack (NULL, len, envelope);
 }
 
+/* A Query waits for the group to commit (answers come from durable state)
+   instead of forcing a commit: a stream of queries must not cost the
+   broker one fsync each. */
 static void
 s_on_query (core_t *self, session_t *s, const Liaison__Query *q)
 {
-    // Answers come from durable state only.
-    s_commit (self);
+    held_t *h = s_hold (self, HELD_QUERY);
+    if (!h) {
+        s_kick (self, s->handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "exhausted", "broker out of memory");
+        return;
+    }
+    h->handle = s->handle;
+    h->qkind = (int) q->kind;
+    h->request_id = q->request_id;
+    h->after = q->after;
+    h->limit = q->limit;
+    if (q->id.len == WIRE_ID_LEN)
+        memcpy (h->id, q->id.data, WIRE_ID_LEN);
+    snprintf (h->node, sizeof h->node, "%s", q->sender);
+}
+
+static void
+s_answer (core_t *self, const held_t *q)
+{
+    session_t *s = s_session (self, q->handle);
     answer_t *a = calloc (1, sizeof *a);
     if (!a) {
         s_kick (self, s->handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "exhausted", "broker out of memory");
@@ -1138,11 +1169,11 @@ s_on_query (core_t *self, session_t *s, const Liaison__Query *q)
     const char *me = s->peer.node_id;
     size_t limit = q->limit ? q->limit : 100;
     int rc = 0;
-    switch (q->kind) {
+    switch (q->qkind) {
         case LIAISON__QUERY_KIND__QUERY_TRAIL:
-            a->id = q->id.data;
+            a->id = q->id;
             a->sender = me;
-            rc = store_trail (self->store, me, q->id.data, s_collect_receipt, a);
+            rc = store_trail (self->store, me, q->id, s_collect_receipt, a);
             out.found = rc > 0;
             out.n_receipts = a->n;
             out.receipts = a->ptrs;
@@ -1155,7 +1186,7 @@ s_on_query (core_t *self, session_t *s, const Liaison__Query *q)
             out.next = a->n == limit && a->n ? a->entries[a->n - 1].seq : 0;
             break;
         case LIAISON__QUERY_KIND__QUERY_FETCH:
-            rc = store_fetch (self->store, me, q->sender, q->id.data, s_collect_envelope, a);
+            rc = store_fetch (self->store, me, q->node, q->id, s_collect_envelope, a);
             out.found = rc == STORE_OK && a->env;
             out.envelope = a->env;
             if (rc == STORE_NOTFOUND)
@@ -1171,13 +1202,13 @@ s_on_query (core_t *self, session_t *s, const Liaison__Query *q)
             break;
     }
     if (rc < 0)
-        log_event ("query-failed", "node=%s kind=%d detail=%s", me, (int) q->kind,
+        log_event ("query-failed", "node=%s kind=%d detail=%s", me, q->qkind,
                    LOG_Q (store_error (self->store)));
     Liaison__Frame f = LIAISON__FRAME__INIT;
     f.kind_case = LIAISON__FRAME__KIND_ANSWER;
     f.answer = &out;
     s_send_frame (self, s->handle, &f);
-    for (size_t i = 0; i < a->n && q->kind == LIAISON__QUERY_KIND__QUERY_TRAIL; i++)
+    for (size_t i = 0; i < a->n && q->qkind == LIAISON__QUERY_KIND__QUERY_TRAIL; i++)
         free (a->blobs[i]);
     if (a->env)
         liaison__envelope__free_unpacked (a->env, NULL);
@@ -1410,15 +1441,23 @@ s_on_frame (core_t *self, uint64_t handle, Liaison__Frame *f, size_t size)
             break;
         case LIAISON__FRAME__KIND_PING:
             if (f->ping->want_reply && !f->ping->is_reply) {
-                // The barrier: everything before it is durable and answered.
-                s_commit (self);
+                // The barrier: the pong goes out after the group commits,
+                // behind every receipt for what came before it (held work
+                // is released in order); it never forces a commit itself.
                 Liaison__Ping pong = LIAISON__PING__INIT;
                 pong.nonce = f->ping->nonce;
                 pong.is_reply = 1;
                 Liaison__Frame out = LIAISON__FRAME__INIT;
                 out.kind_case = LIAISON__FRAME__KIND_PING;
                 out.ping = &pong;
-                s_send_frame (self, handle, &out);
+                bus_buf_t *buf = s_pack (&out);
+                held_t *h = buf ? s_hold (self, HELD_SEND) : NULL;
+                if (h) {
+                    h->handle = handle;
+                    h->buf = buf;
+                }
+                else if (buf)
+                    s_send_buf (self, handle, buf);
             }
             break;
         case LIAISON__FRAME__KIND_ACK:
