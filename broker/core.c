@@ -422,6 +422,21 @@ s_mark (core_t *self, const char *node_id)
     }
 }
 
+// A frame for every session of a node (connected when the group commits).
+static void
+s_forward (core_t *self, const char *to, const Liaison__Frame *f)
+{
+    bus_buf_t *buf = s_pack (f);
+    held_t *h = buf ? s_hold (self, HELD_FORWARD) : NULL;
+    if (!h) {
+        if (buf)
+            bus_buf_unref (buf);
+        return;
+    }
+    h->buf = buf;
+    snprintf (h->node, sizeof h->node, "%s", to);
+}
+
 static void
 s_hex_id (const uint8_t *id, char hex[33])
 {
@@ -995,15 +1010,7 @@ s_on_ack (core_t *self, session_t *s, const Liaison__Ack *a)
         Liaison__Frame out = LIAISON__FRAME__INIT;
         out.kind_case = LIAISON__FRAME__KIND_RECEIPT;
         out.receipt = &rr;
-        bus_buf_t *buf = s_pack (&out);
-        held_t *h = buf ? s_hold (self, HELD_FORWARD) : NULL;
-        if (!h) {
-            if (buf)
-                bus_buf_unref (buf);
-            continue;
-        }
-        h->buf = buf;
-        snprintf (h->node, sizeof h->node, "%s", it->sender);
+        s_forward (self, it->sender, &out);
     }
 }
 
@@ -1232,15 +1239,7 @@ s_notice (core_t *self, int kind, const char *to, const char *sender, const uint
     Liaison__Frame f = LIAISON__FRAME__INIT;
     f.kind_case = LIAISON__FRAME__KIND_NOTICE;
     f.notice = &n;
-    bus_buf_t *buf = s_pack (&f);
-    held_t *h = buf ? s_hold (self, HELD_FORWARD) : NULL;
-    if (!h) {
-        if (buf)
-            bus_buf_unref (buf);
-        return;
-    }
-    h->buf = buf;
-    snprintf (h->node, sizeof h->node, "%s", to);
+    s_forward (self, to, &f);
 }
 
 static void
@@ -1262,15 +1261,7 @@ s_on_expired (void *arg, const char *node, const char *sender, const uint8_t id[
     Liaison__Frame f = LIAISON__FRAME__INIT;
     f.kind_case = LIAISON__FRAME__KIND_RECEIPT;
     f.receipt = &r;
-    bus_buf_t *buf = s_pack (&f);
-    held_t *h = buf ? s_hold (self, HELD_FORWARD) : NULL;
-    if (!h) {
-        if (buf)
-            bus_buf_unref (buf);
-        return;
-    }
-    h->buf = buf;
-    snprintf (h->node, sizeof h->node, "%s", sender);
+    s_forward (self, sender, &f);
     (void) expires_ms;
 }
 
