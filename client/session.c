@@ -24,6 +24,8 @@
 #define CACHE_SLOTS 64  /* resolutions remembered, by routing fields */
 #define PAGE 64         /* inbox and outbox rows read at a time */
 #define NOTICES_MAX 1024
+#define ACK_BATCH 128     /* deliveries one signed Ack covers before it goes at once */
+#define ACK_DELAY_MS 2    /* the longest a stored delivery waits for its Ack */
 
 // A delivery made durable here, to acknowledge to the broker.
 typedef struct {
@@ -94,7 +96,9 @@ struct liaison {
     EVP_PKEY *skey;             /* our private key: signs DELIVERED and READ */
     ackitem_t *acks;            /* deliveries staged, to acknowledge after the commit */
     size_t nacks, acks_cap;
-    uint32_t settled;           /* deliveries committed since we last granted credit */
+    size_t acks_credited;       /* of those, how many gave back their delivery credit */
+    int64_t acks_since_ms;      /* when the oldest of them was stored */
+    bool ack_now;               /* send them without waiting (close, flush) */
     uint64_t inbox_after;       /* where the application's reading is in the inbox */
     liaison_message_t *page_head, *page_tail;  /* read from the inbox, not yet handed out */
     bool outbox_due;            /* send the outbox again (new connection, store refusal) */
@@ -343,7 +347,7 @@ s_state_failed (liaison_t *self, wire_conn_t *conn)
 {
     s_seterr (self, LIAISON_EIO, "state directory %s: %s", self->opts.state_dir,
               state_error (self->st));
-    self->nacks = 0;
+    self->nacks = self->acks_credited = 0;
     if (conn)
         wire_conn_close (conn, "client state failed");
 }
@@ -386,6 +390,8 @@ s_on_deliver (liaison_t *self, wire_conn_t *conn, const uint8_t *data, size_t si
         self->acks = more;
         self->acks_cap = cap;
     }
+    if (self->nacks == 0)
+        self->acks_since_ms = wire_clock_ms ();
     ackitem_t *a = &self->acks[self->nacks++];
     memcpy (a->id, e->id.data, LIAISON_ID_LEN);
     snprintf (a->sender, sizeof a->sender, "%s", e->sender);
@@ -442,19 +448,27 @@ s_settle (liaison_t *self)
         return;
     }
     self->urgent = false;
-    if (self->nacks == 0)
+    if (self->nacks == 0 || self->state != ST_READY) {
+        self->nacks = self->acks_credited = 0;  // a new connection brings them again
         return;
+    }
+    // Everything in acks is durable now: its delivery credit goes back at
+    // once; the signed Ack itself waits to cover a bigger batch (one
+    // signature here, one check at the broker) for at most ACK_DELAY_MS.
+    self->consumed += (uint32_t) (self->nacks - self->acks_credited);
+    self->acks_credited = self->nacks;
+    s_grant_credit (self, false);
+    if (self->nacks < ACK_BATCH && !self->ack_now
+        && wire_clock_ms () - self->acks_since_ms < ACK_DELAY_MS)
+        return;
+    self->ack_now = false;
     size_t n = self->nacks;
-    self->nacks = 0;
-    if (self->state != ST_READY)
-        return;  // the next connection brings them again
+    self->nacks = self->acks_credited = 0;
     for (size_t i = 0; i < n; i += ACKPROOF_MAX_ITEMS) {
         size_t k = n - i < ACKPROOF_MAX_ITEMS ? n - i : ACKPROOF_MAX_ITEMS;
         if (s_send_ack (self, self->acks + i, k, LIAISON__RECEIPT_STATUS__DELIVERED))
             return;
     }
-    self->consumed += (uint32_t) n;
-    s_grant_credit (self, false);
 }
 
 static int
@@ -674,6 +688,8 @@ s_pass (liaison_t *self, int timeout_ms)
     if (!self->sock)
         return;
     s_settle (self);  // nothing staged goes on the wire before it is durable
+    if (self->nacks && (timeout_ms < 0 || timeout_ms > ACK_DELAY_MS))
+        timeout_ms = ACK_DELAY_MS;  // come back to send the Ack
     if (wire_conns_flush (self->conns) && (timeout_ms < 0 || timeout_ms > 5))
         timeout_ms = 5;  // the socket is full: come back soon to retry
     zmq_pollitem_t items[] = {{self->sock, 0, ZMQ_POLLIN, 0}, {self->monitor, 0, ZMQ_POLLIN, 0}};
@@ -717,7 +733,7 @@ s_establish (liaison_t *self)
     // refused messages are still sent again.
     s_inflight_done (self, UINT64_MAX);
     self->submit_seq = self->credited = self->barrier_mark = 0;
-    self->nacks = 0;      // their deliveries come again on the new connection
+    self->nacks = self->acks_credited = 0;  // their deliveries come again on the new connection
     self->consumed = 0;
     self->sock = zmq_socket (self->zctx, ZMQ_STREAM);
     if (!self->sock) {
@@ -958,6 +974,7 @@ liaison_close (liaison_t **self_p)
     // What was staged (sends and acknowledgements with LIAISON_MORE) is
     // made durable, and deliveries stored here are acknowledged.
     self->urgent = true;
+    self->ack_now = true;
     s_settle (self);
     wire_conn_t *c = s_conn (self);
     if (c && self->state == ST_READY) {
@@ -1379,6 +1396,7 @@ liaison_flush (liaison_t *self, int timeout_ms)
     int64_t deadline = wire_clock_ms () + (timeout_ms < 0 ? INT32_MAX : timeout_ms);
     // A second round if the first turned up messages to send again.
     self->urgent = true;  // a barrier: everything staged becomes durable
+    self->ack_now = true;
     s_settle (self);
     for (int round = 0; round < 2; round++) {
         s_resend (self);
@@ -1480,6 +1498,13 @@ liaison_recv (liaison_t *self, liaison_message_t **msg, int timeout_ms)
     if (!self->page_head)
         self->page_tail = NULL;
     m->next = NULL;
+    // The last one read in: the Ack goes now, before the application may
+    // go quiet (a busy receiver acknowledges a page at a time).
+    if (!self->page_head && self->nacks && self->state == ST_READY) {
+        self->ack_now = true;
+        s_settle (self);
+        wire_conns_flush (self->conns);
+    }
     *msg = m;
     return LIAISON_OK;
 }
