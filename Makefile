@@ -21,7 +21,7 @@ ALL_LDFLAGS = $(SAN_FLAGS) $(LDFLAGS)
 
 GEN      = $(BUILD)/gen/liaison.pb-c.c $(BUILD)/gen/liaison.pb-c.h
 WIRE_SRC = client/wire/frame.c client/wire/tls.c client/wire/conn.c client/wire/codec.c \
-           client/wire/ackproof.c
+           client/wire/ackproof.c client/wire/sqldb.c
 LIB_SRC  = client/session.c client/message.c client/verify.c client/state.c
 CLI_SRC  = $(wildcard client/cli/*.c)
 BROKER_SRC = $(filter-out broker/main.c,$(wildcard broker/*.c))

@@ -7,6 +7,8 @@
     failure rolls the whole group back (nothing in it was acknowledged).   */
 #include "store.h"
 
+#include "sqldb.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -235,22 +237,18 @@ s_err (store_t *self, const char *fmt, ...)
 static const char *
 s_advice (int rc)
 {
-    switch (rc & 0xff) {
-        case SQLITE_FULL:
+    switch (sqldb_trouble (rc)) {
+        case SQLDB_FULL:
             return "the disk is full: free space on it";
-        case SQLITE_BUSY:
-        case SQLITE_LOCKED:
+        case SQLDB_BUSY:
             return "another process holds the store locked: stop it";
-        case SQLITE_CORRUPT:
-        case SQLITE_NOTADB:
+        case SQLDB_DAMAGED:
             return "the store is damaged: run liaisond store-check and restore it from a backup";
-        case SQLITE_IOERR:
+        case SQLDB_IO:
             return "an I/O error: check the disk and the kernel log";
-        case SQLITE_READONLY:
-        case SQLITE_PERM:
-        case SQLITE_CANTOPEN:
+        case SQLDB_ACCESS:
             return "check the state directory's and the file's owner and permissions";
-        case SQLITE_NOMEM:
+        case SQLDB_NOMEM:
             return "out of memory";
         default:
             return "see SQLite's message";
@@ -265,36 +263,16 @@ s_sql_err (store_t *self, int rc, const char *what)
            sqlite3_errstr (rc), s_advice (rc));
 }
 
-// Steps a statement that returns no rows and resets it.
-static int
-s_exec (sqlite3_stmt *st)
-{
-    int rc = sqlite3_step (st);
-    sqlite3_reset (st);
-    return rc;
-}
-
 /* After an SQLite failure: describes it, rolls back the open group (SQLite
    may have done so already) and says so; STORE_FULL for a full disk. */
 static store_rc_t
 s_fail (store_t *self, int rc, const char *what)
 {
     s_sql_err (self, rc, what);
-    if (self->pending || !sqlite3_get_autocommit (self->db)) {
-        if (!sqlite3_get_autocommit (self->db))
-            s_exec (self->q[Q_ROLLBACK]);
-        if (self->pending) {
-            size_t n = strlen (self->err);
-            snprintf (self->err + n, sizeof self->err - n,
-                      "; the %zu change(s) staged since the last commit are rolled back: "
-                      "acknowledge none of them",
-                      self->staged);
-        }
-        self->pending = false;
-        self->staged = 0;
-    }
+    sqldb_abandon_group (self->db, self->q[Q_ROLLBACK], &self->pending, &self->staged, self->err,
+                         sizeof self->err);
     self->size_known = false;
-    return (rc & 0xff) == SQLITE_FULL ? STORE_FULL : STORE_ERROR;
+    return sqldb_trouble (rc) == SQLDB_FULL ? STORE_FULL : STORE_ERROR;
 }
 
 // Opens the group transaction if none is open; 0 or -1.
@@ -303,7 +281,7 @@ s_begin_group (store_t *self)
 {
     if (self->pending)
         return 0;
-    int rc = s_exec (self->q[Q_BEGIN_WRITE]);
+    int rc = sqldb_exec (self->q[Q_BEGIN_WRITE]);
     if (rc != SQLITE_DONE) {
         s_fail (self, rc, "BEGIN IMMEDIATE");
         return -1;
@@ -320,7 +298,7 @@ s_begin_read (store_t *self, bool *opened)
     *opened = false;
     if (self->pending)
         return 0;
-    int rc = s_exec (self->q[Q_BEGIN_READ]);
+    int rc = sqldb_exec (self->q[Q_BEGIN_READ]);
     if (rc != SQLITE_DONE) {
         s_fail (self, rc, "BEGIN");
         return -1;
@@ -333,60 +311,14 @@ static void
 s_end_read (store_t *self, bool opened)
 {
     if (opened && !sqlite3_get_autocommit (self->db))
-        s_exec (self->q[Q_COMMIT]);
+        sqldb_exec (self->q[Q_COMMIT]);
 }
 
-static void
-s_hex (const uint8_t *bytes, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[bytes[i] >> 4];
-        out[2 * i + 1] = digits[bytes[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
+// SHA-256 with the store's OpenSSL context; 0 or -1.
 static int
 s_sha256 (store_t *self, const void *data, size_t len, uint8_t out[32])
 {
-    unsigned int n = 0;
-    if (!EVP_DigestInit_ex (self->md, self->sha256, NULL) || !EVP_DigestUpdate (self->md, data, len)
-        || !EVP_DigestFinal_ex (self->md, out, &n) || n != 32)
-        return -1;
-    return 0;
-}
-
-// Runs one statement returning one integer (a PRAGMA) on db; 0 or -1.
-static int
-s_query_int (sqlite3 *db, const char *sql, int64_t *value)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2 (db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step (st);
-        if (rc == SQLITE_ROW)
-            *value = sqlite3_column_int64 (st, 0);
-    }
-    sqlite3_finalize (st);
-    return rc == SQLITE_ROW ? 0 : -1;
-}
-
-// Same, for a statement returning one text value.
-static int
-s_query_text (sqlite3 *db, const char *sql, char *value, size_t len)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2 (db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step (st);
-        if (rc == SQLITE_ROW) {
-            const char *t = (const char *) sqlite3_column_text (st, 0);
-            snprintf (value, len, "%s", t ? t : "");
-        }
-    }
-    sqlite3_finalize (st);
-    return rc == SQLITE_ROW ? 0 : -1;
+    return sqldb_sha256 (self->md, self->sha256, data, len, out);
 }
 
 /* Creates the file with mode 0600 if it does not exist (SQLite would use
@@ -448,83 +380,66 @@ static int
 s_identify (sqlite3 *db, const char *path, int64_t *version, char *err, size_t errlen)
 {
     int64_t app_id = 0, objects = 0;
-    if (s_query_int (db, "PRAGMA application_id", &app_id)
-        || s_query_int (db, "PRAGMA user_version", version)
-        || s_query_int (db, "SELECT count (*) FROM sqlite_schema", &objects)) {
-        int rc = sqlite3_errcode (db);
-        snprintf (err, errlen, "store %s: cannot read the header: %s (%s); %s", path,
-                  sqlite3_errmsg (db), sqlite3_errstr (rc),
-                  (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT
-                      ? "the header is damaged or this is not a Liaison store: run liaisond "
-                        "store-check, restore a backup or point state_dir elsewhere"
-                      : s_advice (rc));
-        return -1;
+    switch (sqldb_identify (db, STORE_APPLICATION_ID, STORE_SCHEMA_VERSION, &app_id, version,
+                            &objects)) {
+        case SQLDB_FILE_NEW:
+        case SQLDB_FILE_OURS:
+            return 0;
+        case SQLDB_FILE_UNREADABLE: {
+            int rc = sqlite3_errcode (db);
+            snprintf (err, errlen, "store %s: cannot read the header: %s (%s); %s", path,
+                      sqlite3_errmsg (db), sqlite3_errstr (rc),
+                      sqldb_trouble (rc) == SQLDB_DAMAGED
+                          ? "the header is damaged or this is not a Liaison store: run liaisond "
+                            "store-check, restore a backup or point state_dir elsewhere"
+                          : s_advice (rc));
+            return -1;
+        }
+        case SQLDB_FILE_FOREIGN:
+            snprintf (err, errlen,
+                      "store %s: not a Liaison store (application_id 0x%08" PRIx64
+                      ", user_version %" PRId64 ", %" PRId64
+                      " schema objects); refusing to touch it: point state_dir elsewhere",
+                      path, (uint64_t) (uint32_t) app_id, *version, objects);
+            return -1;
+        case SQLDB_FILE_NEWER:
+            snprintf (err, errlen,
+                      "store %s: store schema %" PRId64
+                      " is newer than this liaisond (%d); upgrade liaisond",
+                      path, *version, STORE_SCHEMA_VERSION);
+            return -1;
+        case SQLDB_FILE_DAMAGED:
+            snprintf (err, errlen,
+                      "store %s: damaged header (schema version %" PRId64
+                      "); run liaisond store-check",
+                      path, *version);
+            return -1;
     }
-    if (app_id == 0 && *version == 0 && objects == 0)
-        return 0; // new
-    if (app_id != STORE_APPLICATION_ID) {
-        snprintf (err, errlen,
-                  "store %s: not a Liaison store (application_id 0x%08" PRIx64
-                  ", user_version %" PRId64 ", %" PRId64
-                  " schema objects); refusing to touch it: point state_dir elsewhere",
-                  path, (uint64_t) (uint32_t) app_id, *version, objects);
-        return -1;
-    }
-    if (*version > STORE_SCHEMA_VERSION) {
-        snprintf (err, errlen,
-                  "store %s: store schema %" PRId64
-                  " is newer than this liaisond (%d); upgrade liaisond",
-                  path, *version, STORE_SCHEMA_VERSION);
-        return -1;
-    }
-    if (*version < 0) {
-        snprintf (err, errlen,
-                  "store %s: damaged header (schema version %" PRId64 "); run liaisond store-check",
-                  path, *version);
-        return -1;
-    }
-    return 0;
+    return -1;
 }
 
 // Applies the migrations after `version`, each in its own transaction.
 static int
 s_migrate (sqlite3 *db, const char *path, int64_t version, char *err, size_t errlen)
 {
-    for (int64_t v = version; v < STORE_SCHEMA_VERSION; v++) {
-        char tail[128];
-        snprintf (tail, sizeof tail, ";PRAGMA user_version = %" PRId64 ";", v + 1);
-        if (v == 0)
-            snprintf (tail + strlen (tail), sizeof tail - strlen (tail),
-                      "PRAGMA application_id = %d;", STORE_APPLICATION_ID);
-        char *msg = NULL;
-        int rc = sqlite3_exec (db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec (db, s_migrations[v], NULL, NULL, &msg);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec (db, tail, NULL, NULL, &msg);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec (db, "COMMIT", NULL, NULL, &msg);
-        if (rc != SQLITE_OK) {
-            snprintf (err, errlen,
-                      "store %s: migration from schema %" PRId64 " to %" PRId64
-                      " failed and is rolled back (the store is still at schema %" PRId64
-                      "): %s; %s",
-                      path, v, v + 1, v, msg ? msg : sqlite3_errmsg (db), s_advice (rc));
-            sqlite3_free (msg);
-            if (!sqlite3_get_autocommit (db))
-                sqlite3_exec (db, "ROLLBACK", NULL, NULL, NULL);
-            return -1;
-        }
-    }
-    return 0;
+    int64_t v = version;
+    char why[512];
+    int rc = sqldb_migrate (db, STORE_APPLICATION_ID, s_migrations, version, STORE_SCHEMA_VERSION,
+                            &v, why, sizeof why);
+    if (rc == SQLITE_OK)
+        return 0;
+    snprintf (err, errlen,
+              "store %s: migration from schema %" PRId64 " to %" PRId64
+              " failed and is rolled back (the store is still at schema %" PRId64 "): %s; %s",
+              path, v, v + 1, v, why, s_advice (rc));
+    return -1;
 }
 
 // Opens a connection with the settings every connection gets.
 static int
 s_connect (const char *path, sqlite3 **db, char *err, size_t errlen)
 {
-    int rc = sqlite3_open_v2 (
-        path, db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqldb_open (path, db);
     if (rc != SQLITE_OK) {
         snprintf (err, errlen, "store %s: cannot open: %s; %s", path,
                   *db ? sqlite3_errmsg (*db) : sqlite3_errstr (rc), s_advice (rc));
@@ -532,7 +447,6 @@ s_connect (const char *path, sqlite3 **db, char *err, size_t errlen)
         *db = NULL;
         return -1;
     }
-    sqlite3_extended_result_codes (*db, 1);
     // Mapped pages would count against the broker's memory; keep them off.
     if (sqlite3_exec (*db, "PRAGMA mmap_size = 0", NULL, NULL, NULL) != SQLITE_OK) {
         snprintf (err, errlen, "store %s: cannot set mmap_size: %s", path, sqlite3_errmsg (*db));
@@ -548,26 +462,24 @@ static int
 s_configure (sqlite3 *db, const char *path, char *err, size_t errlen)
 {
     char mode[32] = "";
-    if (s_query_text (db, "PRAGMA journal_mode = WAL", mode, sizeof mode) || strcmp (mode, "wal")) {
-        snprintf (err, errlen,
-                  "store %s: cannot switch to WAL mode (journal_mode is '%s': %s); put the state "
-                  "directory on a local file system",
-                  path, mode, sqlite3_errmsg (db));
-        return -1;
-    }
     int64_t sync = -1;
-    char sql[64];
-    snprintf (sql, sizeof sql, "PRAGMA cache_size = -%d", CACHE_KIB);
-    if (sqlite3_exec (db, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK
-        || s_query_int (db, "PRAGMA synchronous", &sync) || sync != 2
-        || sqlite3_exec (db, "PRAGMA wal_autocheckpoint = 0", NULL, NULL, NULL) != SQLITE_OK
-        || sqlite3_exec (db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL) != SQLITE_OK
-        || sqlite3_exec (db, sql, NULL, NULL, NULL) != SQLITE_OK) {
-        snprintf (err, errlen, "store %s: cannot set synchronous=FULL, foreign_keys or cache: %s",
-                  path, sqlite3_errmsg (db));
-        return -1;
+    switch (sqldb_configure (db, CACHE_KIB, mode, sizeof mode, &sync)) {
+        case SQLDB_CONFIGURED:
+            return 0;
+        case SQLDB_NO_WAL:
+            snprintf (
+                err, errlen,
+                "store %s: cannot switch to WAL mode (journal_mode is '%s': %s); put the state "
+                "directory on a local file system",
+                path, mode, sqlite3_errmsg (db));
+            return -1;
+        case SQLDB_NO_PRAGMA:
+            snprintf (err, errlen,
+                      "store %s: cannot set synchronous=FULL, foreign_keys or cache: %s", path,
+                      sqlite3_errmsg (db));
+            return -1;
     }
-    return 0;
+    return -1;
 }
 
 store_t *
@@ -613,7 +525,7 @@ store_open (const store_config_t *cfg, char *err, size_t errlen)
         || s_configure (self->db, self->path, err, errlen)
         || s_migrate (self->db, self->path, version, err, errlen))
         goto fail;
-    if (s_query_int (self->db, "PRAGMA page_size", &self->page_size)) {
+    if (sqldb_query_int (self->db, "PRAGMA page_size", &self->page_size)) {
         snprintf (err, errlen, "store %s: cannot read page_size: %s", self->path,
                   sqlite3_errmsg (self->db));
         goto fail;
@@ -635,7 +547,7 @@ store_open (const store_config_t *cfg, char *err, size_t errlen)
     if (s_connect (self->path, &self->ckpt, err, errlen))
         goto fail;
     if (sqlite3_exec (self->ckpt, "PRAGMA wal_autocheckpoint = 0", NULL, NULL, NULL) != SQLITE_OK
-        || s_query_int (self->ckpt, "SELECT count (*) FROM sqlite_schema", &ignored)) {
+        || sqldb_query_int (self->ckpt, "SELECT count (*) FROM sqlite_schema", &ignored)) {
         snprintf (err, errlen, "store %s: cannot set up the checkpoint connection: %s", self->path,
                   sqlite3_errmsg (self->ckpt));
         goto fail;
@@ -755,7 +667,7 @@ store_put (store_t *self, const store_msg_t *m, int64_t *accepted_ms)
             return STORE_ERROR;
         }
     char hex[33];
-    s_hex (m->id, 16, hex);
+    sqldb_hex (m->id, 16, hex);
 
     int64_t seq = 0, original_ms = 0;
     uint8_t digest[32];
@@ -814,7 +726,7 @@ store_put (store_t *self, const store_msg_t *m, int64_t *accepted_ms)
     sqlite3_bind_int64 (st, 8, m->accepted_ms);
     sqlite3_bind_int64 (st, 9, m->deadline_ms);
     sqlite3_bind_int64 (st, 10, m->expires_ms);
-    int rc = s_exec (st);
+    int rc = sqldb_exec (st);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "storing a message");
     seq = sqlite3_last_insert_rowid (self->db);
@@ -824,7 +736,7 @@ store_put (store_t *self, const store_msg_t *m, int64_t *accepted_ms)
         sqlite3_bind_int64 (st, 1, seq);
         sqlite3_bind_text (st, 2, m->recipients[i], -1, SQLITE_STATIC);
         sqlite3_bind_int (st, 3, m->priority);
-        rc = s_exec (st);
+        rc = sqldb_exec (st);
         if (rc != SQLITE_DONE)
             return s_fail (self, rc, "adding a message to a mailbox");
         if (m->deadline_ms > 0) {
@@ -835,7 +747,7 @@ store_put (store_t *self, const store_msg_t *m, int64_t *accepted_ms)
             sqlite3_bind_blob (d, 4, m->id, 16, SQLITE_STATIC);
             sqlite3_bind_int64 (d, 5, m->deadline_ms);
             sqlite3_bind_int64 (d, 6, m->remind_ms ? m->remind_ms : m->deadline_ms);
-            rc = s_exec (d);
+            rc = sqldb_exec (d);
             if (rc != SQLITE_DONE)
                 return s_fail (self, rc, "starting a deadline clock");
         }
@@ -853,7 +765,7 @@ store_commit (store_t *self)
         return STORE_ERROR;
     if (!self->pending)
         return STORE_OK;
-    int rc = s_exec (self->q[Q_COMMIT]);
+    int rc = sqldb_exec (self->q[Q_COMMIT]);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "COMMIT");
     self->pending = false;
@@ -902,7 +814,7 @@ s_fill (store_t *self, sqlite3_stmt *st, const char *node, store_cursor_t *curso
         if (s_sha256 (self, env ? (const void *) env : "", len, sha)
             || sqlite3_column_bytes (st, 6) != 32 || !stored || memcmp (sha, stored, 32) != 0) {
             char hex[33];
-            s_hex (e->id, 16, hex);
+            sqldb_hex (e->id, 16, hex);
             s_err (self,
                    "store %s: message %s from %s (seq %" PRIu64
                    ") in %s's mailbox fails its SHA-256 check: refused, not delivered; the "
@@ -1027,7 +939,7 @@ store_delivered (store_t *self, const char *node, const char *sender, const uint
     sqlite3_bind_int64 (st, 1, seq);
     sqlite3_bind_text (st, 2, node, -1, SQLITE_STATIC);
     sqlite3_bind_int64 (st, 3, when_ms);
-    rc = s_exec (st);
+    rc = sqldb_exec (st);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "marking a message delivered");
     if (sqlite3_changes (self->db) > 0) {
@@ -1035,7 +947,7 @@ store_delivered (store_t *self, const char *node, const char *sender, const uint
         st = self->q[Q_DONE];
         sqlite3_bind_int64 (st, 1, seq);
         sqlite3_bind_int64 (st, 2, when_ms);
-        rc = s_exec (st);
+        rc = sqldb_exec (st);
         if (rc != SQLITE_DONE)
             return s_fail (self, rc, "marking a message done");
         self->staged++;
@@ -1063,7 +975,7 @@ store_receipt_add (store_t *self, const char *sender, const uint8_t id[16], cons
         return s_fail (self, -found, "looking up (sender, id)");
     if (!found) {
         char hex[33];
-        s_hex (id, 16, hex);
+        sqldb_hex (id, 16, hex);
         s_err (self,
                "store_receipt_add: no message %s from %s in the store (never accepted, or "
                "purged): receipts are kept only for stored messages",
@@ -1089,7 +1001,7 @@ store_receipt_add (store_t *self, const char *sender, const uint8_t id[16], cons
         sqlite3_bind_blob64 (st, 7, signature, signature_len, SQLITE_STATIC);
     else
         sqlite3_bind_null (st, 7);
-    int rc = s_exec (st);
+    int rc = sqldb_exec (st);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "storing a receipt");
     self->staged++;
@@ -1149,16 +1061,16 @@ store_purge (store_t *self, int64_t before_ms, int64_t *purged)
                      "caller)");
         return STORE_ERROR;
     }
-    int rc = s_exec (self->q[Q_BEGIN_WRITE]);
+    int rc = sqldb_exec (self->q[Q_BEGIN_WRITE]);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "BEGIN IMMEDIATE for a purge");
     sqlite3_stmt *st = self->q[Q_PURGE];
     sqlite3_bind_int64 (st, 1, before_ms);
-    rc = s_exec (st);
+    rc = sqldb_exec (st);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "purging");
     int64_t n = sqlite3_changes64 (self->db);
-    rc = s_exec (self->q[Q_COMMIT]);
+    rc = sqldb_exec (self->q[Q_COMMIT]);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "COMMIT of a purge");
     self->size_known = false;
@@ -1173,7 +1085,7 @@ store_checkpoint (store_t *self)
     if (!self)
         return STORE_ERROR;
     if (self->ckpt_running)
-        return STORE_OK;  // the checkpointer thread owns the connection
+        return STORE_OK; // the checkpointer thread owns the connection
     int log = 0, done = 0;
     int rc = sqlite3_wal_checkpoint_v2 (self->ckpt, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
     if (rc != SQLITE_OK && rc != SQLITE_BUSY) {
@@ -1245,7 +1157,7 @@ store_check (const char *path, char *report, size_t len)
     int result = 0, problems = 0;
     int64_t app_id = 0;
     sqlite3_stmt *st = NULL;
-    if (s_query_int (db, "PRAGMA application_id", &app_id)) {
+    if (sqldb_query_int (db, "PRAGMA application_id", &app_id)) {
         rc = sqlite3_errcode (db);
         s_report (report, len, &used, "store %s: cannot read the header: %s", path,
                   sqlite3_errmsg (db));
@@ -1298,7 +1210,7 @@ store_check (const char *path, char *report, size_t len)
             continue;
         char hex[33] = "?";
         if (sqlite3_column_bytes (st, 2) == 16)
-            s_hex (sqlite3_column_blob (st, 2), 16, hex);
+            sqldb_hex (sqlite3_column_blob (st, 2), 16, hex);
         const char *sender = (const char *) sqlite3_column_text (st, 1);
         s_report (report, len, &used, "%smessage %s from %s (seq %lld) fails its SHA-256 check",
                   problems++ ? "\n" : "", hex, sender ? sender : "?",
@@ -1382,8 +1294,8 @@ store_mailbox_scan (store_t *self, const char *node, int priority, uint64_t afte
 }
 
 int
-store_mailbox_list (store_t *self, const char *node, uint64_t after, size_t max,
-                    store_list_fn *fn, void *arg)
+store_mailbox_list (store_t *self, const char *node, uint64_t after, size_t max, store_list_fn *fn,
+                    void *arg)
 {
     if (!self)
         return STORE_ERROR;
@@ -1437,7 +1349,7 @@ store_fetch (store_t *self, const char *node, const char *sender, const uint8_t 
     if (rc == SQLITE_ROW) {
         if (s_envelope_sound (self, st, 0, 1)) {
             char hex[33];
-            s_hex (id, 16, hex);
+            sqldb_hex (id, 16, hex);
             s_err (self,
                    "store %s: message %s from %s fails its SHA-256 check: refused; the store is "
                    "damaged: run liaisond store-check",
@@ -1498,12 +1410,12 @@ store_expire (store_t *self, int64_t now_ms, size_t max, store_expired_fn *fn, v
         sqlite3_bind_int64 (st, 1, found[i].seq);
         sqlite3_bind_text (st, 2, found[i].node, -1, SQLITE_STATIC);
         sqlite3_bind_int64 (st, 3, now_ms);
-        rc = s_exec (st);
+        rc = sqldb_exec (st);
         if (rc == SQLITE_DONE) {
             st = self->q[Q_DONE];
             sqlite3_bind_int64 (st, 1, found[i].seq);
             sqlite3_bind_int64 (st, 2, now_ms);
-            rc = s_exec (st);
+            rc = sqldb_exec (st);
         }
         if (rc != SQLITE_DONE)
             return s_fail (self, rc, "expiring a message");
@@ -1518,8 +1430,8 @@ store_expire (store_t *self, int64_t now_ms, size_t max, store_expired_fn *fn, v
 }
 
 int
-store_deadline_answer (store_t *self, const char *sender, const uint8_t id[16],
-                       const char *replier, int64_t now_ms)
+store_deadline_answer (store_t *self, const char *sender, const uint8_t id[16], const char *replier,
+                       int64_t now_ms)
 {
     if (!self)
         return STORE_ERROR;
@@ -1534,7 +1446,7 @@ store_deadline_answer (store_t *self, const char *sender, const uint8_t id[16],
     sqlite3_bind_text (st, 2, replier, -1, SQLITE_STATIC);
     sqlite3_bind_text (st, 3, sender, -1, SQLITE_STATIC);
     sqlite3_bind_int64 (st, 4, now_ms);
-    int rc = s_exec (st);
+    int rc = sqldb_exec (st);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "stopping a deadline clock");
     int n = sqlite3_changes (self->db);
@@ -1583,7 +1495,7 @@ s_tick (store_t *self, int q, int64_t now_ms, size_t max, store_deadline_fn *fn,
         sqlite3_bind_int64 (st, 1, found[i].seq);
         sqlite3_bind_text (st, 2, found[i].recipient, -1, SQLITE_STATIC);
         sqlite3_bind_int (st, 3, found[i].state);
-        rc = s_exec (st);
+        rc = sqldb_exec (st);
         if (rc != SQLITE_DONE)
             return s_fail (self, rc, "moving a deadline clock");
         self->staged++;

@@ -9,6 +9,8 @@
     one and tells state_commit how big the WAL has grown.                 */
 #include "state.h"
 
+#include "sqldb.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -136,44 +138,31 @@ s_err (state_t *self, const char *fmt, ...)
 static void
 s_advice (int rc, const char *dir, char *out, size_t len)
 {
-    switch (rc & 0xff) {
-        case SQLITE_FULL:
+    switch (sqldb_trouble (rc)) {
+        case SQLDB_FULL:
             snprintf (out, len, "disk full: free space in %s", dir);
             break;
-        case SQLITE_BUSY:
-        case SQLITE_LOCKED:
+        case SQLDB_BUSY:
             snprintf (out, len, "something else holds %s/state.db locked: stop it", dir);
             break;
-        case SQLITE_CORRUPT:
-        case SQLITE_NOTADB:
+        case SQLDB_DAMAGED:
             snprintf (out, len,
                       "%s/state.db is damaged: restore it from a backup, or move the state "
                       "directory away (its unsent messages and delivered ids are then lost)",
                       dir);
             break;
-        case SQLITE_IOERR:
+        case SQLDB_IO:
             snprintf (out, len, "an I/O error on %s: check the disk and the kernel log", dir);
             break;
-        case SQLITE_READONLY:
-        case SQLITE_PERM:
-        case SQLITE_CANTOPEN:
+        case SQLDB_ACCESS:
             snprintf (out, len, "check the owner and permissions of %s and the files in it", dir);
             break;
-        case SQLITE_NOMEM:
+        case SQLDB_NOMEM:
             snprintf (out, len, "out of memory");
             break;
         default:
             snprintf (out, len, "see SQLite's message");
     }
-}
-
-// Steps a statement that returns no rows and resets it.
-static int
-s_exec (sqlite3_stmt *st)
-{
-    int rc = sqlite3_step (st);
-    sqlite3_reset (st);
-    return rc;
 }
 
 /* After an SQLite failure: describes it, rolls back the open group (SQLite
@@ -185,19 +174,8 @@ s_fail (state_t *self, int rc, const char *what)
     s_advice (rc, self->dir, advice, sizeof advice);
     s_err (self, "state %s: %s failed: %s (%s); %s", self->dir, what, sqlite3_errmsg (self->db),
            sqlite3_errstr (rc), advice);
-    if (self->pending || !sqlite3_get_autocommit (self->db)) {
-        if (!sqlite3_get_autocommit (self->db))
-            s_exec (self->q[Q_ROLLBACK]);
-        if (self->pending) {
-            size_t n = strlen (self->err);
-            snprintf (self->err + n, sizeof self->err - n,
-                      "; the %zu change(s) staged since the last commit are rolled back: "
-                      "acknowledge none of them",
-                      self->staged);
-        }
-        self->pending = false;
-        self->staged = 0;
-    }
+    sqldb_abandon_group (self->db, self->q[Q_ROLLBACK], &self->pending, &self->staged, self->err,
+                         sizeof self->err);
     return -1;
 }
 
@@ -207,7 +185,7 @@ s_begin_group (state_t *self)
 {
     if (self->pending)
         return 0;
-    int rc = s_exec (self->q[Q_BEGIN_WRITE]);
+    int rc = sqldb_exec (self->q[Q_BEGIN_WRITE]);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "BEGIN IMMEDIATE");
     self->pending = true;
@@ -215,57 +193,11 @@ s_begin_group (state_t *self)
     return 0;
 }
 
-static void
-s_hex (const uint8_t *bytes, size_t n, char *out)
-{
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < n; i++) {
-        out[2 * i] = digits[bytes[i] >> 4];
-        out[2 * i + 1] = digits[bytes[i] & 15];
-    }
-    out[2 * n] = 0;
-}
-
+// SHA-256 with the state's OpenSSL context; 0 or -1.
 static int
 s_sha256 (state_t *self, const void *data, size_t len, uint8_t out[32])
 {
-    unsigned int n = 0;
-    if (!EVP_DigestInit_ex (self->md, self->sha256, NULL) || !EVP_DigestUpdate (self->md, data, len)
-        || !EVP_DigestFinal_ex (self->md, out, &n) || n != 32)
-        return -1;
-    return 0;
-}
-
-// Runs one statement returning one integer (a PRAGMA) on db; 0 or -1.
-static int
-s_query_int (sqlite3 *db, const char *sql, int64_t *value)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2 (db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step (st);
-        if (rc == SQLITE_ROW)
-            *value = sqlite3_column_int64 (st, 0);
-    }
-    sqlite3_finalize (st);
-    return rc == SQLITE_ROW ? 0 : -1;
-}
-
-// Same, for a statement returning one text value.
-static int
-s_query_text (sqlite3 *db, const char *sql, char *value, size_t len)
-{
-    sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2 (db, sql, -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step (st);
-        if (rc == SQLITE_ROW) {
-            const char *t = (const char *) sqlite3_column_text (st, 0);
-            snprintf (value, len, "%s", t ? t : "");
-        }
-    }
-    sqlite3_finalize (st);
-    return rc == SQLITE_ROW ? 0 : -1;
+    return sqldb_sha256 (self->md, self->sha256, data, len, out);
 }
 
 // Creates dir (0700) if absent; refuses anything but a directory.
@@ -399,45 +331,45 @@ s_identify (sqlite3 *db, const char *path, const char *dir, int64_t *version, ch
             size_t errlen)
 {
     int64_t app_id = 0, objects = 0;
-    if (s_query_int (db, "PRAGMA application_id", &app_id)
-        || s_query_int (db, "PRAGMA user_version", version)
-        || s_query_int (db, "SELECT count (*) FROM sqlite_schema", &objects)) {
-        int rc = sqlite3_errcode (db);
-        char advice[512];
-        s_advice (rc, dir, advice, sizeof advice);
-        snprintf (err, errlen, "state %s: cannot read the header: %s (%s); %s", path,
-                  sqlite3_errmsg (db), sqlite3_errstr (rc), advice);
-        return -1;
+    switch (sqldb_identify (db, STATE_APPLICATION_ID, STATE_SCHEMA_VERSION, &app_id, version,
+                            &objects)) {
+        case SQLDB_FILE_NEW:
+        case SQLDB_FILE_OURS:
+            return 0;
+        case SQLDB_FILE_UNREADABLE: {
+            int rc = sqlite3_errcode (db);
+            char advice[512];
+            s_advice (rc, dir, advice, sizeof advice);
+            snprintf (err, errlen, "state %s: cannot read the header: %s (%s); %s", path,
+                      sqlite3_errmsg (db), sqlite3_errstr (rc), advice);
+            return -1;
+        }
+        case SQLDB_FILE_FOREIGN:
+            snprintf (err, errlen,
+                      "state %s: not Liaison client state (application_id 0x%08" PRIx64
+                      "%s, user_version %" PRId64 ", %" PRId64
+                      " schema objects); refusing to touch it: give the library a state directory "
+                      "of its own",
+                      path, (uint64_t) (uint32_t) app_id,
+                      app_id == BROKER_APPLICATION_ID ? ": a liaisond broker store" : "", *version,
+                      objects);
+            return -1;
+        case SQLDB_FILE_NEWER:
+            snprintf (
+                err, errlen,
+                "state %s: schema %" PRId64
+                " is newer than this libliaison knows (%d): a newer version wrote it; upgrade "
+                "libliaison (downgrading is not supported)",
+                path, *version, STATE_SCHEMA_VERSION);
+            return -1;
+        case SQLDB_FILE_DAMAGED:
+            snprintf (err, errlen,
+                      "state %s: damaged header (schema version %" PRId64
+                      "); restore it from a backup or move the state directory away",
+                      path, *version);
+            return -1;
     }
-    if (app_id == 0 && *version == 0 && objects == 0)
-        return 0; // new
-    if (app_id != STATE_APPLICATION_ID) {
-        snprintf (err, errlen,
-                  "state %s: not Liaison client state (application_id 0x%08" PRIx64
-                  "%s, user_version %" PRId64 ", %" PRId64
-                  " schema objects); refusing to touch it: give the library a state directory "
-                  "of its own",
-                  path, (uint64_t) (uint32_t) app_id,
-                  app_id == BROKER_APPLICATION_ID ? ": a liaisond broker store" : "", *version,
-                  objects);
-        return -1;
-    }
-    if (*version > STATE_SCHEMA_VERSION) {
-        snprintf (err, errlen,
-                  "state %s: schema %" PRId64
-                  " is newer than this libliaison knows (%d): a newer version wrote it; upgrade "
-                  "libliaison (downgrading is not supported)",
-                  path, *version, STATE_SCHEMA_VERSION);
-        return -1;
-    }
-    if (*version < 0) {
-        snprintf (err, errlen,
-                  "state %s: damaged header (schema version %" PRId64
-                  "); restore it from a backup or move the state directory away",
-                  path, *version);
-        return -1;
-    }
-    return 0;
+    return -1;
 }
 
 // Applies the migrations after `version`, each in its own transaction.
@@ -445,34 +377,18 @@ static int
 s_migrate (sqlite3 *db, const char *path, const char *dir, int64_t version, char *err,
            size_t errlen)
 {
-    for (int64_t v = version; v < STATE_SCHEMA_VERSION; v++) {
-        char tail[128];
-        snprintf (tail, sizeof tail, ";PRAGMA user_version = %" PRId64 ";", v + 1);
-        if (v == 0)
-            snprintf (tail + strlen (tail), sizeof tail - strlen (tail),
-                      "PRAGMA application_id = %d;", STATE_APPLICATION_ID);
-        char *msg = NULL;
-        int rc = sqlite3_exec (db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec (db, s_migrations[v], NULL, NULL, &msg);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec (db, tail, NULL, NULL, &msg);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec (db, "COMMIT", NULL, NULL, &msg);
-        if (rc != SQLITE_OK) {
-            char advice[512];
-            s_advice (rc, dir, advice, sizeof advice);
-            snprintf (err, errlen,
-                      "state %s: migration from schema %" PRId64 " to %" PRId64
-                      " failed and is rolled back (still at schema %" PRId64 "): %s; %s",
-                      path, v, v + 1, v, msg ? msg : sqlite3_errmsg (db), advice);
-            sqlite3_free (msg);
-            if (!sqlite3_get_autocommit (db))
-                sqlite3_exec (db, "ROLLBACK", NULL, NULL, NULL);
-            return -1;
-        }
-    }
-    return 0;
+    int64_t v = version;
+    char why[512], advice[512];
+    int rc = sqldb_migrate (db, STATE_APPLICATION_ID, s_migrations, version, STATE_SCHEMA_VERSION,
+                            &v, why, sizeof why);
+    if (rc == SQLITE_OK)
+        return 0;
+    s_advice (rc, dir, advice, sizeof advice);
+    snprintf (err, errlen,
+              "state %s: migration from schema %" PRId64 " to %" PRId64
+              " failed and is rolled back (still at schema %" PRId64 "): %s; %s",
+              path, v, v + 1, v, why, advice);
+    return -1;
 }
 
 // Called by SQLite after each commit: remembers how many pages the WAL holds.
@@ -488,22 +404,17 @@ static int
 s_configure (sqlite3 *db, const char *path, char *err, size_t errlen)
 {
     char mode[32] = "";
-    if (s_query_text (db, "PRAGMA journal_mode = WAL", mode, sizeof mode) || strcmp (mode, "wal")) {
+    int64_t sync = -1, mmap = -1;
+    sqldb_config_t rc = sqldb_configure (db, CACHE_KIB, mode, sizeof mode, &sync);
+    if (rc == SQLDB_NO_WAL) {
         snprintf (err, errlen,
                   "state %s: cannot switch to WAL mode (journal_mode is '%s': %s); put the state "
                   "directory on a local file system",
                   path, mode, sqlite3_errmsg (db));
         return -1;
     }
-    int64_t sync = -1, mmap = -1;
-    char sql[64];
-    snprintf (sql, sizeof sql, "PRAGMA cache_size = -%d", CACHE_KIB);
-    if (sqlite3_exec (db, "PRAGMA synchronous = FULL", NULL, NULL, NULL) != SQLITE_OK
-        || s_query_int (db, "PRAGMA synchronous", &sync) || sync != 2
-        || s_query_int (db, "PRAGMA mmap_size = 0", &mmap)
-        || sqlite3_exec (db, "PRAGMA wal_autocheckpoint = 0", NULL, NULL, NULL) != SQLITE_OK
-        || sqlite3_exec (db, "PRAGMA foreign_keys = ON", NULL, NULL, NULL) != SQLITE_OK
-        || sqlite3_exec (db, sql, NULL, NULL, NULL) != SQLITE_OK) {
+    // Mapped pages would count against the application's memory; keep them off.
+    if (rc != SQLDB_CONFIGURED || sqldb_query_int (db, "PRAGMA mmap_size = 0", &mmap)) {
         snprintf (err, errlen,
                   "state %s: cannot set synchronous=FULL (it is %" PRId64
                   "), mmap_size, foreign_keys or the cache: %s; this SQLite build does not fit "
@@ -549,8 +460,7 @@ state_open (const char *dir, char *err, size_t errlen)
     if (s_make_dir (dir, err, errlen) || s_lock (dir, &self->lock_fd, err, errlen)
         || s_precheck_file (path, err, errlen))
         goto fail;
-    int rc = sqlite3_open_v2 (
-        path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, NULL);
+    int rc = sqldb_open (path, &self->db);
     if (rc != SQLITE_OK) {
         char advice[512];
         s_advice (rc, dir, advice, sizeof advice);
@@ -558,7 +468,6 @@ state_open (const char *dir, char *err, size_t errlen)
                   self->db ? sqlite3_errmsg (self->db) : sqlite3_errstr (rc), advice);
         goto fail;
     }
-    sqlite3_extended_result_codes (self->db, 1);
     // We hold the directory's lock: nobody else can be waited for (busy_timeout stays 0).
     int64_t version = 0;
     if (s_identify (self->db, path, dir, &version, err, errlen)
@@ -567,7 +476,7 @@ state_open (const char *dir, char *err, size_t errlen)
         goto fail;
     // Replaces the automatic checkpointer (wal_autocheckpoint = 0 above) with ours.
     sqlite3_wal_hook (self->db, s_wal_hook, self);
-    if (s_query_int (self->db, "PRAGMA page_size", &self->page_size)) {
+    if (sqldb_query_int (self->db, "PRAGMA page_size", &self->page_size)) {
         snprintf (err, errlen, "state %s: cannot read page_size: %s", path,
                   sqlite3_errmsg (self->db));
         goto fail;
@@ -662,7 +571,7 @@ state_commit (state_t *self)
         return -1;
     if (!self->pending)
         return 0;
-    int rc = s_exec (self->q[Q_COMMIT]);
+    int rc = sqldb_exec (self->q[Q_COMMIT]);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "COMMIT");
     self->pending = false;
@@ -736,7 +645,7 @@ state_outbox_put (state_t *self, const uint8_t id[16], const uint8_t *envelope, 
     sqlite3_bind_blob64 (st, 2, envelope, len, SQLITE_STATIC);
     sqlite3_bind_blob (st, 3, sha, 32, SQLITE_STATIC);
     sqlite3_bind_int64 (st, 4, now_ms);
-    int rc = s_exec (st);
+    int rc = sqldb_exec (st);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "storing a message in the outbox");
     self->staged += (size_t) sqlite3_changes (self->db);
@@ -752,7 +661,7 @@ state_outbox_done (state_t *self, const uint8_t id[16])
         return -1;
     sqlite3_stmt *st = self->q[Q_OUT_DONE];
     sqlite3_bind_blob (st, 1, id, 16, SQLITE_STATIC);
-    int rc = s_exec (st);
+    int rc = sqldb_exec (st);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "removing a message from the outbox");
     self->staged += (size_t) sqlite3_changes (self->db);
@@ -847,7 +756,7 @@ state_outbox_page (state_t *self, uint64_t *after, size_t max, state_outbox_fn *
         if (!id || sqlite3_column_bytes (st, 1) != 16 || !s_intact (self, st, 2, &env, &len)) {
             char hex[33] = "(no id)";
             if (id && sqlite3_column_bytes (st, 1) == 16)
-                s_hex (id, 16, hex);
+                sqldb_hex (id, 16, hex);
             s_err (self,
                    "state %s: outbox message %s (position %" PRIu64
                    ") fails its SHA-256 check: not resent; state.db is damaged: restore it from "
@@ -893,7 +802,7 @@ state_inbox_page (state_t *self, uint64_t *after, size_t max, state_inbox_fn *fn
             || !s_intact (self, st, 3, &env, &len)) {
             char hex[33] = "(no id)";
             if (id && sqlite3_column_bytes (st, 2) == 16)
-                s_hex (id, 16, hex);
+                sqldb_hex (id, 16, hex);
             s_err (self,
                    "state %s: inbox message %s from %s (position %" PRIu64
                    ") fails its SHA-256 check: not handed to the application; state.db is "
@@ -941,7 +850,7 @@ state_inbox_put (state_t *self, const char *sender, const uint8_t id[16], const 
     sqlite3_bind_blob64 (st, 3, envelope, len, SQLITE_STATIC);
     sqlite3_bind_blob (st, 4, sha, 32, SQLITE_STATIC);
     sqlite3_bind_int64 (st, 5, now_ms);
-    int rc = s_exec (st);
+    int rc = sqldb_exec (st);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "storing a delivered message in the inbox");
     if (sqlite3_changes (self->db) == 0)
@@ -964,7 +873,7 @@ s_inbox_update (state_t *self, int q, const char *what, const char *sender, cons
     sqlite3_bind_text (st, 1, sender, sender_len, SQLITE_STATIC);
     sqlite3_bind_blob (st, 2, id, 16, SQLITE_STATIC);
     sqlite3_bind_int64 (st, 3, now_ms);
-    int rc = s_exec (st);
+    int rc = sqldb_exec (st);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, what);
     if (sqlite3_changes (self->db) == 0)
@@ -1018,16 +927,16 @@ state_purge (state_t *self, int64_t before_ms, int64_t *purged)
                      "(a bug in the caller)");
         return -1;
     }
-    int rc = s_exec (self->q[Q_BEGIN_WRITE]);
+    int rc = sqldb_exec (self->q[Q_BEGIN_WRITE]);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "BEGIN IMMEDIATE for a purge");
     sqlite3_stmt *st = self->q[Q_PURGE];
     sqlite3_bind_int64 (st, 1, before_ms);
-    rc = s_exec (st);
+    rc = sqldb_exec (st);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "purging acknowledged inbox ids");
     int64_t n = sqlite3_changes64 (self->db);
-    rc = s_exec (self->q[Q_COMMIT]);
+    rc = sqldb_exec (self->q[Q_COMMIT]);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "COMMIT of a purge");
     self->commits++;
@@ -1051,7 +960,7 @@ state_identity (state_t *self, const char *node_id)
     sqlite3_stmt *st = self->q[Q_META_SET];
     sqlite3_bind_text (st, 1, "node", -1, SQLITE_STATIC);
     sqlite3_bind_text (st, 2, node_id, -1, SQLITE_STATIC);
-    int rc = s_exec (st);
+    int rc = sqldb_exec (st);
     if (rc != SQLITE_DONE)
         return s_fail (self, rc, "recording the node id");
     st = self->q[Q_META_GET];
