@@ -77,6 +77,7 @@ typedef struct {
     size_t pack_cap;
     EVP_MD_CTX *md;
     EVP_MD *sha256;
+    struct answer *answer;    /* scratch for Query answers, reused */
     int64_t next_tick_ms, next_purge_ms;
     uint64_t commits, committed; /* statistics, logged at stop */
     uint64_t ckpt_failures;   /* checkpoint failures logged so far */
@@ -553,14 +554,15 @@ s_release (core_t *self, bool ok)
     }
 }
 
-// Commits the group, if any, and releases what waited for it.
-static void
+// Commits the group, if any, and releases what waited for it; false if
+// the commit failed.
+static bool
 s_commit (core_t *self)
 {
     if (!store_pending (self->store)) {
         if (self->nheld || self->ready)
             s_release (self, true);
-        return;
+        return true;
     }
     bool ok = store_commit (self->store) == STORE_OK;
     if (!ok)
@@ -568,6 +570,7 @@ s_commit (core_t *self)
     else
         self->commits++;
     s_release (self, ok);
+    return ok;
 }
 
 // After a failed store call: if it took the group down, refuse its work.
@@ -800,11 +803,18 @@ s_on_submit (core_t *self, session_t *s, Liaison__Frame *f, size_t frame_size)
     if (env->sender != protobuf_c_empty_string)
         free (env->sender);
     env->sender = stamped;
-    // The digest a resend is compared by: body and routing fields as the
-    // sender made them (before the broker's stamps).
+    /* The digest a resend is compared by: body and routing fields as the
+       sender made them (before the broker's stamps), but not the
+       recipient list: a library sending its outbox again after a restart
+       resolves the addresses again, and under rules changed since, the
+       same message may come with other nodes. It is still the message the
+       broker has: it gets its original receipts, not `id-reused`. */
     env->accepted_ms = 0;
     uint8_t digest[32];
+    size_t n_recipients = env->n_recipients;
+    env->n_recipients = 0;
     size_t len = s_pack_envelope (self, env);
+    env->n_recipients = n_recipients;
     if (!len || !EVP_DigestInit_ex (self->md, self->sha256, NULL)
         || !EVP_DigestUpdate (self->md, self->pack, len)
         || !EVP_DigestFinal_ex (self->md, digest, NULL)) {
@@ -973,16 +983,19 @@ s_on_ack (core_t *self, session_t *s, const Liaison__Ack *a)
                 "the Ack's signature does not verify with this node's certificate");
         return;
     }
+    size_t ignored = 0;
     for (size_t i = 0; i < a->n_items; i++) {
         const Liaison__AckItem *it = a->items[i];
         bool first = false;
         store_rc_t rc = store_delivered (self->store, me, it->sender, it->id.data, a->time_ms,
                                          &first);
         if (rc == STORE_NOTFOUND) {
-            char hex[33];
-            s_hex_id (it->id.data, hex);
-            log_event ("ack-ignored", "node=%s id=%s sender=%s reason=not-in-mailbox", me, hex,
-                       it->sender);
+            if (!ignored++) {  // one line per Ack, not per item
+                char hex[33];
+                s_hex_id (it->id.data, hex);
+                log_event ("ack-ignored", "node=%s id=%s sender=%s reason=not-in-mailbox items=%zu",
+                           me, hex, it->sender, a->n_items);
+            }
             continue;
         }
         if (rc != STORE_OK) {
@@ -991,6 +1004,11 @@ s_on_ack (core_t *self, session_t *s, const Liaison__Ack *a)
         }
         if (a->status == LIAISON__RECEIPT_STATUS__DELIVERED && !first)
             continue;  // a redelivery acknowledged again: the receipt exists
+        if (a->status == LIAISON__RECEIPT_STATUS__READ
+            && store_has_receipt (self->store, it->sender, it->id.data, me,
+                                  LIAISON__RECEIPT_STATUS__READ)
+                   != 0)
+            continue;  // read once is read: one READ receipt per recipient
         size_t bloblen = s_proof_encode (blob, i, a->n_items, (const uint8_t (*)[32]) paths[i],
                                          pathlens[i], a->signature.data, a->signature.len);
         if (store_receipt_add (self->store, it->sender, it->id.data, me, (int) a->status, NULL,
@@ -1041,7 +1059,7 @@ s_trail_send (void *arg, const char *recipient, int status, const char *reason, 
 
 #define ANSWER_MAX 1000
 
-typedef struct {
+typedef struct answer {
     Liaison__Receipt items[ANSWER_MAX];
     Liaison__Receipt *ptrs[ANSWER_MAX];
     ProtobufCBinaryData paths[ANSWER_MAX][ACKPROOF_MAX_PATH];
@@ -1166,11 +1184,9 @@ static void
 s_answer (core_t *self, const held_t *q)
 {
     session_t *s = s_session (self, q->handle);
-    answer_t *a = calloc (1, sizeof *a);
-    if (!a) {
-        s_kick (self, s->handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "exhausted", "broker out of memory");
-        return;
-    }
+    answer_t *a = self->answer;  // one, reused: the answers' scratch is large
+    a->n = 0;
+    a->env = NULL;
     Liaison__Answer out = LIAISON__ANSWER__INIT;
     out.request_id = q->request_id;
     const char *me = s->peer.node_id;
@@ -1219,7 +1235,7 @@ s_answer (core_t *self, const held_t *q)
         free (a->blobs[i]);
     if (a->env)
         liaison__envelope__free_unpacked (a->env, NULL);
-    free (a);
+    a->env = NULL;
 }
 
 /* ------------------------------------------------------------------ clocks */
@@ -1298,16 +1314,20 @@ s_tick (core_t *self)
     if (now < self->next_tick_ms)
         return;
     self->next_tick_ms = now + 1000;
+    // In steps of 64, each committed; a commit that fails (a full disk)
+    // ends the tick: the same rows would come back for ever.
     int n;
-    while ((n = store_expire (self->store, now, 64, s_on_expired, self)) == 64)
-        s_commit (self);
-    if (n < 0)
+    bool ok = true;
+    while (ok && (n = store_expire (self->store, now, 64, s_on_expired, self)) == 64)
+        ok = s_commit (self);
+    if (ok && n < 0)
         s_after_store_error (self);
-    while ((n = store_deadlines_tick (self->store, now, 64, s_on_clock, self)) >= 64)
-        s_commit (self);
-    if (n < 0)
+    while (ok && (n = store_deadlines_tick (self->store, now, 64, s_on_clock, self)) >= 64)
+        ok = s_commit (self);
+    if (ok && n < 0)
         s_after_store_error (self);
-    s_commit (self);
+    if (ok)
+        s_commit (self);
     if (now >= self->next_purge_ms) {
         self->next_purge_ms = now + (int64_t) self->cfg->purge_interval_s * 1000;
         int64_t purged = 0;
@@ -1634,9 +1654,10 @@ core_actor (void *pipe_v, void *args_v)
     }
     self.rules = rules_load (self.cfg->rules, s_rules_error, NULL);
     self.scratch = malloc (sizeof *self.scratch);
+    self.answer = calloc (1, sizeof *self.answer);
     self.md = EVP_MD_CTX_new ();
     self.sha256 = EVP_MD_fetch (NULL, "SHA256", NULL);
-    if (!self.rules || !self.scratch || !self.md || !self.sha256) {
+    if (!self.rules || !self.scratch || !self.answer || !self.md || !self.sha256) {
         log_event ("startup-failed", "reason=%s file=%s", LOG_Q ("routing rules do not load"),
                    LOG_Q (self.cfg->rules));
         s_fail_start (pipe);
@@ -1728,6 +1749,7 @@ done:
     zhashx_destroy (&self.nodes);
     rules_destroy (&self.rules);
     free (self.scratch);
+    free (self.answer);
     free (self.pack);
     EVP_MD_CTX_free (self.md);
     EVP_MD_free (self.sha256);

@@ -92,6 +92,11 @@ static const char *s_migrations[STORE_SCHEMA_VERSION] = {
     "CREATE INDEX deadlines_request ON deadlines (id, recipient);"
     "CREATE INDEX deadlines_sender ON deadlines (sender, due_ms);"
     "CREATE INDEX deadlines_recipient ON deadlines (recipient, due_ms);",
+
+    // 4: the expiry scan sees only messages some recipient still waits for,
+    // not every message with a time to live kept for the retention period.
+    "CREATE INDEX messages_ttl_pending ON messages (expires_ms)"
+    "  WHERE expires_ms > 0 AND done_ms IS NULL;",
 };
 
 // The cached statements, prepared once at open.
@@ -124,6 +129,7 @@ enum {
     Q_DEADLINE_SET,
     Q_DEADLINE_LIST,
     Q_ACCEPTED,
+    Q_HAS_RECEIPT,
     Q_N
 };
 
@@ -168,7 +174,8 @@ static const char *s_sql[Q_N] = {
     [Q_MAILBOX_ROW] = "SELECT delivered_ms FROM mailbox WHERE seq = ?1 AND node = ?2",
     [Q_EXPIRED] = "SELECT b.seq, b.node, m.sender, m.id, m.expires_ms"
                   " FROM messages AS m CROSS JOIN mailbox AS b ON b.seq = m.seq"
-                  " WHERE m.expires_ms > 0 AND m.expires_ms <= ?1 AND b.delivered_ms IS NULL"
+                  " WHERE m.expires_ms > 0 AND m.done_ms IS NULL AND m.expires_ms <= ?1"
+                  " AND b.delivered_ms IS NULL"
                   " LIMIT ?2",
     [Q_LIST] = "SELECT b.seq, m.id, m.sender, m.type, b.priority, m.accepted_ms, m.deadline_ms,"
                " length (m.envelope)"
@@ -189,6 +196,7 @@ static const char *s_sql[Q_N] = {
     [Q_DEADLINE_MISSED] = "SELECT seq, recipient, sender, id, due_ms, 3 FROM deadlines"
                           " WHERE state IN (1, 2) AND due_ms <= ?1 LIMIT ?2",
     [Q_DEADLINE_SET] = "UPDATE deadlines SET state = ?3 WHERE seq = ?1 AND recipient = ?2",
+    [Q_HAS_RECEIPT] = "SELECT 1 FROM receipts WHERE seq = ?1 AND recipient = ?2 AND status = ?3",
     [Q_ACCEPTED] = "SELECT b.node, m.accepted_ms FROM mailbox AS b CROSS JOIN messages AS m"
                    " ON m.seq = b.seq WHERE b.seq = ?1 ORDER BY b.node",
     [Q_DEADLINE_LIST] = "SELECT id, sender, recipient, due_ms, state, answered_ms FROM deadlines"
@@ -1675,4 +1683,25 @@ store_known (store_t *self, const char *sender, const uint8_t id[16])
         return -1;
     }
     return found;
+}
+
+int
+store_has_receipt (store_t *self, const char *sender, const uint8_t id[16],
+                   const char *recipient, int status)
+{
+    if (!self || !sender || !id || !recipient)
+        return -1;
+    int64_t seq = 0;
+    int found = s_find (self, sender, id, &seq, NULL, NULL);
+    if (found <= 0)
+        return found < 0 ? -1 : 0;
+    sqlite3_stmt *st = self->q[Q_HAS_RECEIPT];
+    sqlite3_bind_int64 (st, 1, seq);
+    sqlite3_bind_text (st, 2, recipient, -1, SQLITE_STATIC);
+    sqlite3_bind_int (st, 3, status);
+    int rc = sqlite3_step (st);
+    sqlite3_reset (st);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return -1;
+    return rc == SQLITE_ROW;
 }

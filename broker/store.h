@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_SCHEMA_VERSION 3
+#define STORE_SCHEMA_VERSION 4
 
 typedef struct store store_t;
 
@@ -216,6 +216,11 @@ typedef void (store_receipt_fn) (void *arg, const char *recipient, int status,
    Returns the number, or -1. */
 int store_receipts (store_t *self, const char *sender, const uint8_t id[16],
                     store_receipt_fn *fn, void *arg);
+
+/* 1 if (sender, id) has a receipt of that status from recipient, 0 if
+   not, -1 on error. */
+int store_has_receipt (store_t *self, const char *sender, const uint8_t id[16],
+                       const char *recipient, int status);
 
 /* The whole trail of (sender, id): an ACCEPTED receipt per recipient
    (at the acceptance time), then every receipt recorded, in order.

@@ -1279,7 +1279,11 @@ s_outbox_resend (liaison_t *self)
     for (;;) {
         outbox_page_t page;
         page.n = 0;
+        uint64_t before = after;
         int got = state_outbox_page (self->st, &after, PAGE, s_outbox_collect, &page);
+        // A damaged entry (-1, the cursor past it) must not hold back the
+        // rest; a failure that does not move the cursor ends the round.
+        bool more = got == PAGE || (got < 0 && after != before);
         for (size_t i = 0; i < page.n; i++) {
             bool flying = false;
             for (inflight_t *fl = self->fl_head; fl && !flying; fl = fl->next)
@@ -1292,7 +1296,7 @@ s_outbox_resend (liaison_t *self)
             }
             free (page.env[i]);
         }
-        if (got < PAGE || self->state != ST_READY)
+        if (!more || self->state != ST_READY)
             break;
     }
 }
@@ -1640,10 +1644,9 @@ liaison_trail (liaison_t *self, const uint8_t id[LIAISON_ID_LEN], liaison_trail_
     }
     for (size_t i = 0; i < a->n_receipts; i++) {
         liaison_receipt_t *r = receipt_wrap (a->receipts[i]);
-        if (!r)
-            continue;
-        a->receipts[i] = NULL;  // taken
-        t->items[t->n++] = r;
+        a->receipts[i] = NULL;  // taken (receipt_wrap frees it when it fails)
+        if (r)
+            t->items[t->n++] = r;
     }
     liaison__answer__free_unpacked (a, NULL);
     *out = t;
@@ -1761,8 +1764,7 @@ liaison_fetch (liaison_t *self, const char *sender, const uint8_t id[LIAISON_ID_
         return LIAISON_ENOTFOUND;
     }
     liaison_message_t *m = message_wrap (a->envelope);
-    if (m)
-        a->envelope = NULL;  // taken
+    a->envelope = NULL;  // taken (message_wrap frees it when it fails)
     liaison__answer__free_unpacked (a, NULL);
     if (!m)
         return LIAISON_EEXHAUSTED;

@@ -126,8 +126,12 @@ wire_codec_check_envelope (const Liaison__Envelope *env, int need_sender,
         return s_err (err, MALFORMED, "bad-in-reply-to", "in_reply_to must be empty or %d bytes", WIRE_ID_LEN);
     if (env->type == LIAISON__MESSAGE_TYPE__MLA_REPLY && env->in_reply_to.len == 0)
         return s_err (err, MALFORMED, "reply-without-request", "an MLA reply needs in_reply_to");
-    if (env->created_ms < 0 || env->deadline_ms < 0 || env->expires_ms < 0)
-        return s_err (err, MALFORMED, "bad-time", "times are non-negative UTC milliseconds");
+    // Up to the end of year 9999: arithmetic on these times cannot overflow.
+    const int64_t max_ms = 253402300799999LL;
+    if (env->created_ms < 0 || env->deadline_ms < 0 || env->expires_ms < 0
+        || env->created_ms > max_ms || env->deadline_ms > max_ms || env->expires_ms > max_ms)
+        return s_err (err, MALFORMED, "bad-time",
+                      "times are UTC milliseconds from 0 to the end of year 9999");
     if (env->deadline_class < LIAISON__DEADLINE_CLASS__DEADLINE_NONE
         || env->deadline_class > LIAISON__DEADLINE_CLASS__DEADLINE_DATE
         || (env->deadline_class == LIAISON__DEADLINE_CLASS__DEADLINE_DATE && env->deadline_ms == 0)

@@ -508,11 +508,29 @@ START_TEST (test_duplicate_resend)
     liaison_receipt_destroy (&r);
     ck_assert_int_eq (liaison_flush (rx, harness_ms (5000)), LIAISON_OK);
     ck_assert_int_eq (liaison_recv (rx, &got, 300), LIAISON_ETIMEOUT);
+    // Resolved again to another list (rules changed since, say): still the
+    // message the broker has, so its original receipts and nothing new.
+    ck_assert_int_eq (liaison_message_add_recipient (m, LIAISON_TO_NODE, "it-ps"), LIAISON_OK);
+    ck_assert_int_eq (liaison_send (tx, m, 0), LIAISON_OK);
+    ck_assert_int_eq (liaison_flush (tx, harness_ms (5000)), LIAISON_OK);
+    r = harness_expect_receipt (tx, liaison_message_id (m), "de-bka", LIAISON_ACCEPTED,
+                                harness_ms (5000));
+    ck_assert_int_eq (liaison_receipt_time (r), liaison_receipt_time (acc));
+    liaison_receipt_destroy (&r);
+    r = harness_expect_receipt (tx, liaison_message_id (m), "de-bka", LIAISON_DELIVERED,
+                                harness_ms (5000));
+    liaison_receipt_destroy (&r);
+    ck_assert_int_eq (liaison_next_receipt (tx, &r, 0), LIAISON_ETIMEOUT);
+    liaison_trail_t *trail = NULL;
+    ck_assert_int_eq (liaison_trail (tx, liaison_message_id (m), &trail), LIAISON_OK);
+    ck_assert_uint_eq (liaison_trail_count (trail), 2);  // de-bka only: no it-ps added
+    liaison_trail_destroy (&trail);
     // The same id with another body: refused, id-reused.
     ck_assert_int_eq (liaison_message_set_body (m, "other content", 13), LIAISON_OK);
     ck_assert_int_eq (liaison_send (tx, m, 0), LIAISON_OK);
     ck_assert_int_eq (liaison_flush (tx, harness_ms (5000)), LIAISON_OK);
     harness_expect_rejected (tx, liaison_message_id (m), "de-bka", "id-reused", NULL);
+    harness_expect_rejected (tx, liaison_message_id (m), "it-ps", "id-reused", NULL);
     ck_assert_int_eq (liaison_recv (rx, &got, 300), LIAISON_ETIMEOUT);
     ck_assert_int_eq (liaison_next_receipt (tx, &r, 0), LIAISON_ETIMEOUT);
     ck_assert (harness_log_wait (&b, "reason=id-reused", 0, 1000));
@@ -1128,6 +1146,9 @@ START_TEST (test_read_receipt_signed)
     liaison_message_t *got = NULL;
     ck_assert_int_eq (liaison_recv (rx, &got, harness_ms (5000)), LIAISON_OK);
     ck_assert_int_eq (liaison_read (rx, got), LIAISON_OK);
+    // Read twice: one READ receipt (the broker records it once).
+    ck_assert_int_eq (liaison_read (rx, got), LIAISON_OK);
+    ck_assert_int_eq (liaison_flush (rx, harness_ms (5000)), LIAISON_OK);
     ck_assert_int_eq (liaison_ack (rx, got, 0), LIAISON_OK);
     liaison_message_destroy (&got);
     liaison_receipt_t *r = harness_expect_receipt (tx, liaison_message_id (m), "de-bka",

@@ -661,9 +661,16 @@ START_TEST (test_store_migrate_v2)
         s_sql_int (db, "SELECT count (*) FROM sqlite_schema WHERE name = 'deadlines'"), 0);
 
     store_t *s = s_open (db, 0, 0);
-    ck_assert_int_eq (s_sql_int (db, "PRAGMA user_version"), 3);
+    ck_assert_int_eq (s_sql_int (db, "PRAGMA user_version"), STORE_SCHEMA_VERSION);
     ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM sqlite_schema"
                                      " WHERE type = 'table' AND name = 'deadlines'"),
+                      1);
+    // Migration 4: the expiry scan's index over messages still waited for.
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM sqlite_schema WHERE type = 'index'"
+                                     " AND name = 'messages_ttl_pending'"),
+                      1);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM pragma_index_list ('messages')"
+                                     " WHERE name = 'messages_ttl_pending' AND partial = 1"),
                       1);
     ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM sqlite_schema WHERE type = 'index'"
                                      " AND tbl_name = 'deadlines' AND name LIKE 'deadlines_%'"),
