@@ -631,6 +631,8 @@ MUTATION (m_mla_reply_ok, e->type = LIAISON__MESSAGE_TYPE__MLA_REPLY;
 MUTATION (m_created_neg, e->created_ms = -1)
 MUTATION (m_deadline_neg, e->deadline_ms = -1)
 MUTATION (m_expires_neg, e->expires_ms = INT64_MIN)
+MUTATION (m_deadline_huge, e->deadline_ms = INT64_MAX)
+MUTATION (m_expires_past_9999, e->expires_ms = 253402300800000LL)
 MUTATION (m_body_size_more, e->body_size = e->body.len + 1)
 MUTATION (m_body_size_less, e->body_size = 0)
 MUTATION (m_body_none, e->body.len = 0; e->body_size = 0)
@@ -698,6 +700,8 @@ static const struct {
     {"created -1", m_created_neg, "bad-time"},
     {"deadline -1", m_deadline_neg, "bad-time"},
     {"expires INT64_MIN", m_expires_neg, "bad-time"},
+    {"deadline INT64_MAX", m_deadline_huge, "bad-time"},
+    {"expires past year 9999", m_expires_past_9999, "bad-time"},
     {"body_size too large", m_body_size_more, "bad-body-size"},
     {"body_size 0 with a body", m_body_size_less, "bad-body-size"},
     {"no body", m_body_none, NULL},
