@@ -32,6 +32,8 @@ static const char *s_keys[] = {
     "liaisond/limits/reassembly_budget",
     "liaisond/limits/max_handshakes",
     "liaisond/limits/max_sessions_per_node",
+    "liaisond/limits/queries_per_s",
+    "liaisond/limits/acks_per_s",
     "liaisond/store",
     "liaisond/store/max_bytes",
     "liaisond/store/wal_limit_bytes",
@@ -201,7 +203,7 @@ config_load (const char *path, char *err, size_t errlen)
         config_destroy (&self);
         goto done;
     }
-    uint64_t v[17];
+    uint64_t v[19];
     if (s_number (root, "liaisond/limits/max_frame", WIRE_FRAME_DEFAULT_MAX, 4096,
                   WIRE_FRAME_CEILING, &v[0], path, err, errlen)
         || s_number (root, "liaisond/limits/max_connections", 4096, 1, 1000000, &v[1], path,
@@ -231,6 +233,10 @@ config_load (const char *path, char *err, size_t errlen)
         || s_number (root, "liaisond/store/purge_interval_s", 3600, 1, 86400, &v[13], path, err,
                      errlen)
         || s_number (root, "liaisond/deadlines/remind_percent", 25, 1, 99, &v[14], path, err,
+                     errlen)
+        || s_number (root, "liaisond/limits/queries_per_s", 100, 1, 1000000, &v[15], path, err,
+                     errlen)
+        || s_number (root, "liaisond/limits/acks_per_s", 2000, 1, 1000000, &v[16], path, err,
                      errlen)) {
         config_destroy (&self);
         goto done;
@@ -248,6 +254,8 @@ config_load (const char *path, char *err, size_t errlen)
     self->retention_s = v[12];
     self->purge_interval_s = (uint32_t) v[13];
     self->remind_percent = (uint32_t) v[14];
+    self->queries_per_s = (uint32_t) v[15];
+    self->acks_per_s = (uint32_t) v[16];
     self->max_handshakes = (uint32_t) v[10];
     self->max_sessions_per_node = (uint32_t) v[11];
     // Credit comes back once half the window is processed: with less than

@@ -20,6 +20,8 @@ typedef struct {
     uint64_t reassembly_budget;
     uint32_t max_handshakes;
     uint32_t max_sessions_per_node;
+    uint32_t queries_per_s;         /* Query frames one session may send per second */
+    uint32_t acks_per_s;            /* Ack frames likewise */
     uint64_t store_max_bytes;       /* refuse new messages past this; 0: no bound */
     uint64_t store_wal_limit_bytes; /* truncate the WAL at checkpoint past this */
     uint64_t retention_s;           /* keep delivered/expired messages this long */

@@ -28,6 +28,11 @@ typedef struct session {
     uint64_t rx_seq;          /* when it asked to receive (0: never) */
     uint32_t rx_frames;       /* deliveries we may still push to it */
     uint64_t rx_bytes;
+    /* Frames that take no credit but cost the core work: token buckets
+       (a second's worth of burst), refilled with the clock. */
+    double query_tokens, ack_tokens;
+    int64_t tokens_ms;
+    bool kicked;              /* cut off: what it still sends is dropped */
     struct session *next;     /* in node->sessions */
 } session_t;
 
@@ -1423,13 +1428,47 @@ s_on_receive (core_t *self, session_t *s, const Liaison__Receive *rx)
     s_make_receiver (self, n, s);
 }
 
+/* Queries and Acks take no credit, and each costs the core a store read or
+   a signature check: past its rate, a session is cut off. */
+static bool
+s_within_rate (core_t *self, session_t *s, bool query)
+{
+    int64_t now = wire_clock_ms ();
+    double q = self->cfg->queries_per_s, a = self->cfg->acks_per_s;
+    if (s->tokens_ms == 0) {
+        s->query_tokens = q;
+        s->ack_tokens = a;
+    }
+    else {
+        double secs = (double) (now - s->tokens_ms) / 1000.0;
+        s->query_tokens = s->query_tokens + secs * q > q ? q : s->query_tokens + secs * q;
+        s->ack_tokens = s->ack_tokens + secs * a > a ? a : s->ack_tokens + secs * a;
+    }
+    s->tokens_ms = now;
+    double *tokens = query ? &s->query_tokens : &s->ack_tokens;
+    if (*tokens >= 1.0) {
+        *tokens -= 1.0;
+        return true;
+    }
+    s->kicked = true;
+    log_event ("session-kicked", "node=%s reason=rate-limited kind=%s", s->peer.node_id,
+               query ? "query" : "ack");
+    s_kick (self, s->handle, LIAISON__ERROR_CODE__ERR_EXHAUSTED, "rate-limited",
+            query ? "more Query frames than limits/queries_per_s allows"
+                  : "more Ack frames than limits/acks_per_s allows");
+    return false;
+}
+
 // Handles one frame of size bytes (as received) from a session.
 static void
 s_on_frame (core_t *self, uint64_t handle, Liaison__Frame *f, size_t size)
 {
     session_t *s = s_session (self, handle);
-    if (!s)
-        return;  // the session closed while this frame was on the bus
+    if (!s || s->kicked)
+        return;  // the session closed (or is closing) while this frame was on the bus
+    if ((f->kind_case == LIAISON__FRAME__KIND_QUERY || f->kind_case == LIAISON__FRAME__KIND_ACK)
+        && !s_within_rate (self, s, f->kind_case == LIAISON__FRAME__KIND_QUERY))
+        return;
     switch (f->kind_case) {
         case LIAISON__FRAME__KIND_SUBMIT:
             s_on_submit (self, s, f, size);

@@ -637,6 +637,31 @@ START_TEST (test_session_cap_per_node)
 }
 END_TEST
 
+// Queries take no credit: past limits/queries_per_s (a second's burst) the
+// session is cut off; other sessions of the node, and other nodes, go on.
+START_TEST (test_query_rate_limited)
+{
+    broker_t b;
+    harness_broker_start (&b, "        queries_per_s = 5\n");
+    liaison_t *a = s_sender (&b, "it-ps");
+    liaison_t *other = s_sender (&b, "it-ps");
+    uint8_t id[LIAISON_ID_LEN] = {1, 2, 3};
+    liaison_trail_t *t = NULL;
+    int rc = LIAISON_ENOTFOUND, asked = 0;
+    while (rc == LIAISON_ENOTFOUND && asked < 50) {
+        rc = liaison_trail (a, id, &t);
+        asked++;
+    }
+    ck_assert_msg (rc == LIAISON_EEXHAUSTED && asked > 5 && asked <= 7,
+                   "rc %d after %d queries: %s", rc, asked, liaison_errmsg (a));
+    ck_assert (harness_log_wait (&b, "reason=rate-limited kind=query", 0, 2000));
+    ck_assert_int_eq (liaison_trail (other, id, &t), LIAISON_ENOTFOUND);
+    liaison_close (&a);
+    liaison_close (&other);
+    ck_assert_int_eq (harness_broker_stop (&b), 0);
+}
+END_TEST
+
 // Credit, not a queue limit, paces a receiver: one that grants none gets
 // nothing (the messages wait in its mailbox, ACCEPTED), and as credit comes
 // back it gets every message, in order, never more than granted.
@@ -884,6 +909,7 @@ broker_suite (void)
     tcase_add_test (tc, test_heartbeat_timeout);
     tcase_add_test (tc, test_bad_config_refused);
     tcase_add_test (tc, test_session_cap_per_node);
+    tcase_add_test (tc, test_query_rate_limited);
     tcase_add_test (tc, test_control_frame_too_large);
     suite_add_tcase (s, tc);
     return s;

@@ -101,6 +101,8 @@ START_TEST (test_config_defaults)
     ck_assert_uint_eq (cfg->store_max_bytes, 0);
     ck_assert_uint_eq (cfg->retention_s, 30 * 86400);
     ck_assert_uint_eq (cfg->remind_percent, 25);
+    ck_assert_uint_eq (cfg->queries_per_s, 100);
+    ck_assert_uint_eq (cfg->acks_per_s, 2000);
     config_destroy (&cfg);
     ck_assert_ptr_null (cfg);
     config_destroy (&cfg);
@@ -132,6 +134,8 @@ START_TEST (test_config_all_keys)
                                "        reassembly_budget = 8388608\n"
                                "        max_handshakes = 9\n"
                                "        max_sessions_per_node = 3\n"
+                               "        queries_per_s = 7\n"
+                               "        acks_per_s = 70\n"
                                "    store\n"
                                "        max_bytes = 8388608\n"
                                "        wal_limit_bytes = 2097152\n"
@@ -162,6 +166,8 @@ START_TEST (test_config_all_keys)
     ck_assert_uint_eq (cfg->retention_s, 60);
     ck_assert_uint_eq (cfg->purge_interval_s, 5);
     ck_assert_uint_eq (cfg->remind_percent, 10);
+    ck_assert_uint_eq (cfg->queries_per_s, 7);
+    ck_assert_uint_eq (cfg->acks_per_s, 70);
     ck_assert_uint_eq (cfg->max_handshakes, 9);
     ck_assert_uint_eq (cfg->max_sessions_per_node, 3);
     config_destroy (&cfg);
@@ -230,6 +236,7 @@ START_TEST (test_config_bad_numbers)
         {"max_pending_bytes = 65535", "liaisond/limits/max_pending_bytes"},
         {"reassembly_budget = 1024", "liaisond/limits/reassembly_budget"},
         {"max_sessions_per_node = 0", "liaisond/limits/max_sessions_per_node"},
+        {"queries_per_s = 0", "liaisond/limits/queries_per_s"},
     };
     char text[2048];
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
