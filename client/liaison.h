@@ -279,8 +279,11 @@ LIAISON_EXPORT int liaison_recv (liaison_t *self, liaison_message_t **msg, int t
    LIAISON_ENOTFOUND if msg was not delivered here. */
 LIAISON_EXPORT int liaison_ack (liaison_t *self, const liaison_message_t *msg, int flags);
 
-/* An officer or system consulted msg: the broker records a READ receipt
-   (signed by this node) and forwards it to the sender. */
+/* An officer or system consulted msg: recorded here at once (durable);
+   the broker is told in a signed batch within a few milliseconds while the
+   application calls the library (at the latest by liaison_flush or
+   liaison_close), records one READ receipt per recipient and forwards it
+   to the sender. */
 LIAISON_EXPORT int liaison_read (liaison_t *self, const liaison_message_t *msg);
 
 /* Makes everything staged in the state directory durable now: messages

@@ -99,6 +99,9 @@ struct liaison {
     size_t acks_credited;       /* of those, how many gave back their delivery credit */
     int64_t acks_since_ms;      /* when the oldest of them was stored */
     bool ack_now;               /* send them without waiting (close, flush) */
+    ackitem_t *reads;           /* READs recorded here, to tell the broker (batched likewise) */
+    size_t nreads, reads_cap;
+    int64_t reads_since_ms;
     uint64_t inbox_after;       /* where the application's reading is in the inbox */
     liaison_message_t *page_head, *page_tail;  /* read from the inbox, not yet handed out */
     bool outbox_due;            /* send the outbox again (new connection, store refusal) */
@@ -431,6 +434,25 @@ s_send_ack (liaison_t *self, const ackitem_t *items, size_t n, int status)
     return s_send_frame (self, &f);
 }
 
+// Sends the READs recorded (durable already) once there are enough, or
+// the oldest has waited ACK_DELAY_MS, or `now`.
+static void
+s_send_reads (liaison_t *self, bool now)
+{
+    if (self->nreads == 0 || self->state != ST_READY)
+        return;
+    if (!now && self->nreads < ACK_BATCH
+        && wire_clock_ms () - self->reads_since_ms < ACK_DELAY_MS)
+        return;
+    size_t n = self->nreads;
+    self->nreads = 0;
+    for (size_t i = 0; i < n; i += ACKPROOF_MAX_ITEMS) {
+        size_t k = n - i < ACKPROOF_MAX_ITEMS ? n - i : ACKPROOF_MAX_ITEMS;
+        if (s_send_ack (self, self->reads + i, k, LIAISON__RECEIPT_STATUS__READ))
+            return;
+    }
+}
+
 /* Commits what was staged (outbox entries, deliveries, acknowledgements)
    with one fsync, then tells the broker which deliveries are durable and
    gives back their credit. */
@@ -448,8 +470,15 @@ s_settle (liaison_t *self)
         return;
     }
     self->urgent = false;
-    if (self->nacks == 0 || self->state != ST_READY) {
-        self->nacks = self->acks_credited = 0;  // a new connection brings them again
+    if (self->state != ST_READY) {
+        // A new connection brings the deliveries again; READs recorded
+        // here wait for it.
+        self->nacks = self->acks_credited = 0;
+        return;
+    }
+    s_send_reads (self, self->ack_now);
+    if (self->nacks == 0) {
+        self->ack_now = false;
         return;
     }
     // Everything in acks is durable now: its delivery credit goes back at
@@ -688,7 +717,7 @@ s_pass (liaison_t *self, int timeout_ms)
     if (!self->sock)
         return;
     s_settle (self);  // nothing staged goes on the wire before it is durable
-    if (self->nacks && (timeout_ms < 0 || timeout_ms > ACK_DELAY_MS))
+    if ((self->nacks || self->nreads) && (timeout_ms < 0 || timeout_ms > ACK_DELAY_MS))
         timeout_ms = ACK_DELAY_MS;  // come back to send the Ack
     if (wire_conns_flush (self->conns) && (timeout_ms < 0 || timeout_ms > 5))
         timeout_ms = 5;  // the socket is full: come back soon to retry
@@ -862,6 +891,7 @@ s_free (liaison_t *self)
     state_close (&self->st);
     EVP_PKEY_free (self->skey);
     free (self->acks);
+    free (self->reads);
     free (self->state_dir);
     free (self->scratch);
     free (self->scratch_ptrs);
@@ -1542,15 +1572,25 @@ liaison_read (liaison_t *self, const liaison_message_t *msg)
                   self->opts.state_dir, state_error (self->st));
         return LIAISON_EIO;
     }
-    rc = s_ready (self);
-    if (rc != LIAISON_OK)
-        return rc;
-    ackitem_t item;
-    memcpy (item.id, msg->env->id.data, LIAISON_ID_LEN);
-    snprintf (item.sender, sizeof item.sender, "%s", msg->env->sender);
-    if (s_send_ack (self, &item, 1, LIAISON__RECEIPT_STATUS__READ))
-        return self->error ? self->error : LIAISON_ECLOSED;
-    s_pass (self, 0);
+    // Told to the broker in batches, like deliveries: within ACK_DELAY_MS
+    // while the application calls the library.
+    if (self->nreads == self->reads_cap) {
+        size_t cap = self->reads_cap ? 2 * self->reads_cap : 64;
+        ackitem_t *more = realloc (self->reads, cap * sizeof *more);
+        if (!more)
+            return LIAISON_EEXHAUSTED;
+        self->reads = more;
+        self->reads_cap = cap;
+    }
+    if (self->nreads == 0)
+        self->reads_since_ms = wire_clock_ms ();
+    ackitem_t *item = &self->reads[self->nreads++];
+    memcpy (item->id, msg->env->id.data, LIAISON_ID_LEN);
+    snprintf (item->sender, sizeof item->sender, "%s", msg->env->sender);
+    if (s_ready (self) == LIAISON_OK) {
+        s_send_reads (self, false);
+        s_pass (self, 0);
+    }
     return LIAISON_OK;
 }
 
