@@ -2371,6 +2371,11 @@ START_TEST (test_store_deadlines)
     ck_assert_int_eq (s_sql_int (db, "SELECT remind_ms FROM deadlines WHERE seq = 2"), 3000);
     ck_assert_int_eq (s_sql_int (db, "SELECT remind_ms FROM deadlines WHERE seq = 4"), 20000);
 
+    // The clocks are in the store: they survive a restart (close, reopen).
+    store_close (&s);
+    s = s_open (db, 0, 0);
+    ck_assert_int_eq (s_sql_int (db, "SELECT count (*) FROM deadlines WHERE state = 1"), 4);
+
     // Before any reminder time: nothing moves, nothing is staged.
     clocks_t k;
     s_tick_is (s, 2999, 10, &k, 0);
