@@ -28,7 +28,8 @@
 #define BROKER_APPLICATION_ID 0x4C53524B       // liaisond's store, to say so when refused
 #define CACHE_KIB 8192                         // page cache; mmap stays off
 #define CHECKPOINT_COMMITS 1000                // passive checkpoint after this many commits
-#define CHECKPOINT_BYTES (16ull * 1024 * 1024) // ... or this much WAL
+#define CHECKPOINT_BYTES (1ull * 1024 * 1024) // ... or past this much WAL: small and often, so
+                                              // the commit that runs one is held up little
 #define TRUNCATE_BYTES (64ull * 1024 * 1024)   // truncate the WAL past this
 
 /* Migrations: script i takes the schema from version i to i + 1, in one
