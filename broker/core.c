@@ -1078,6 +1078,7 @@ typedef struct answer {
     uint8_t ids[ANSWER_MAX][WIRE_ID_LEN];
     char senders[ANSWER_MAX][WIRE_NODE_ID_MAX];
     size_t n;
+    uint64_t next;            /* MAILBOX: the cursor after the last entry */
     const uint8_t *id;
     const char *sender;
     Liaison__Envelope *env;
@@ -1132,6 +1133,7 @@ s_collect_entry (void *arg, const store_listing_t *e)
     m->deadline_ms = e->deadline_ms;
     m->size = e->size;
     a->eptrs[i] = m;
+    a->next = e->cursor;
 }
 
 static void
@@ -1211,7 +1213,7 @@ s_answer (core_t *self, const held_t *q)
             out.found = true;
             out.n_entries = a->n;
             out.entries = a->eptrs;
-            out.next = a->n == limit && a->n ? a->entries[a->n - 1].seq : 0;
+            out.next = a->n == limit && a->n ? a->next : 0;
             break;
         case LIAISON__QUERY_KIND__QUERY_FETCH:
             rc = store_fetch (self->store, me, q->node, q->id, s_collect_envelope, a);

@@ -121,6 +121,7 @@ enum {
     Q_MAILBOX_ROW,
     Q_EXPIRED,
     Q_LIST,
+    Q_LIST_BELOW,
     Q_FETCH,
     Q_DEADLINE_ADD,
     Q_DEADLINE_ANSWER,
@@ -177,11 +178,14 @@ static const char *s_sql[Q_N] = {
                   " WHERE m.expires_ms > 0 AND m.done_ms IS NULL AND m.expires_ms <= ?1"
                   " AND b.delivered_ms IS NULL"
                   " LIMIT ?2",
-    [Q_LIST] = "SELECT b.seq, m.id, m.sender, m.type, b.priority, m.accepted_ms, m.deadline_ms,"
-               " length (m.envelope)"
-               " FROM mailbox AS b CROSS JOIN messages AS m ON m.seq = b.seq"
-               " WHERE b.node = ?1 AND b.delivered_ms IS NULL AND b.seq > ?2"
-               " ORDER BY b.seq LIMIT ?3",
+    // Delivery order, on the index the delivery scan uses (no sort, however
+    // big the backlog): the rest of the cursor's priority, then the lower.
+#define LIST_COLUMNS                                                                               \
+    "SELECT b.seq, m.id, m.sender, m.type, b.priority, m.accepted_ms, m.deadline_ms,"              \
+    " length (m.envelope) FROM mailbox AS b CROSS JOIN messages AS m ON m.seq = b.seq"             \
+    " WHERE b.node = ?1 AND b.delivered_ms IS NULL "
+    [Q_LIST] = LIST_COLUMNS "AND b.priority = ?2 AND b.seq > ?3 ORDER BY b.seq LIMIT ?4",
+    [Q_LIST_BELOW] = LIST_COLUMNS "AND b.priority < ?2 ORDER BY b.priority DESC, b.seq LIMIT ?3",
     [Q_FETCH] = "SELECT m.envelope, m.envelope_sha256 FROM messages AS m"
                 " CROSS JOIN mailbox AS b ON b.seq = m.seq"
                 " WHERE m.sender = ?1 AND m.id = ?2 AND b.node = ?3",
@@ -1311,30 +1315,42 @@ store_mailbox_list (store_t *self, const char *node, uint64_t after, size_t max,
         s_err (self, "store_mailbox_list: no node or callback (a bug in the caller)");
         return STORE_ERROR;
     }
-    sqlite3_stmt *st = self->q[Q_LIST];
-    sqlite3_bind_text (st, 1, node, -1, SQLITE_STATIC);
-    sqlite3_bind_int64 (st, 2, (int64_t) after);
-    sqlite3_bind_int64 (st, 3, (int64_t) max);
-    int n = 0, rc;
-    while ((rc = sqlite3_step (st)) == SQLITE_ROW) {
-        store_listing_t e = {0};
-        e.seq = (uint64_t) sqlite3_column_int64 (st, 0);
-        const void *id = sqlite3_column_blob (st, 1);
-        if (id && sqlite3_column_bytes (st, 1) == 16)
-            memcpy (e.id, id, 16);
-        const char *sender = (const char *) sqlite3_column_text (st, 2);
-        snprintf (e.sender, sizeof e.sender, "%s", sender ? sender : "");
-        e.type = sqlite3_column_int (st, 3);
-        e.priority = sqlite3_column_int (st, 4);
-        e.accepted_ms = sqlite3_column_int64 (st, 5);
-        e.deadline_ms = sqlite3_column_int64 (st, 6);
-        e.size = (uint64_t) sqlite3_column_int64 (st, 7);
-        fn (arg, &e);
-        n++;
+    // The cursor: 0 to start, else (priority + 1) << 56 | seq of the last
+    // entry listed (store_listing_t.cursor).
+    int n = 0, rc = SQLITE_DONE;
+    int64_t priority = after ? (int64_t) (after >> 56) - 1 : INT64_MAX;
+    uint64_t seq = after & ((UINT64_C (1) << 56) - 1);
+    for (int pass = after ? 0 : 1; pass < 2 && (size_t) n < max; pass++) {
+        sqlite3_stmt *st = self->q[pass == 0 ? Q_LIST : Q_LIST_BELOW];
+        sqlite3_bind_text (st, 1, node, -1, SQLITE_STATIC);
+        sqlite3_bind_int64 (st, 2, priority);
+        if (pass == 0) {
+            sqlite3_bind_int64 (st, 3, (int64_t) seq);
+            sqlite3_bind_int64 (st, 4, (int64_t) (max - (size_t) n));
+        }
+        else
+            sqlite3_bind_int64 (st, 3, (int64_t) (max - (size_t) n));
+        while ((rc = sqlite3_step (st)) == SQLITE_ROW) {
+            store_listing_t e = {0};
+            e.seq = (uint64_t) sqlite3_column_int64 (st, 0);
+            const void *id = sqlite3_column_blob (st, 1);
+            if (id && sqlite3_column_bytes (st, 1) == 16)
+                memcpy (e.id, id, 16);
+            const char *sender = (const char *) sqlite3_column_text (st, 2);
+            snprintf (e.sender, sizeof e.sender, "%s", sender ? sender : "");
+            e.type = sqlite3_column_int (st, 3);
+            e.priority = sqlite3_column_int (st, 4);
+            e.accepted_ms = sqlite3_column_int64 (st, 5);
+            e.deadline_ms = sqlite3_column_int64 (st, 6);
+            e.size = (uint64_t) sqlite3_column_int64 (st, 7);
+            e.cursor = (uint64_t) (e.priority + 1) << 56 | (e.seq & ((UINT64_C (1) << 56) - 1));
+            fn (arg, &e);
+            n++;
+        }
+        sqlite3_reset (st);
+        if (rc != SQLITE_DONE)
+            return s_fail (self, rc, "listing a mailbox");
     }
-    sqlite3_reset (st);
-    if (rc != SQLITE_DONE)
-        return s_fail (self, rc, "listing a mailbox");
     return n;
 }
 

@@ -130,9 +130,11 @@ typedef int (store_scan_fn) (void *arg, uint64_t seq, const uint8_t id[16], cons
 int store_mailbox_scan (store_t *self, const char *node, int priority, uint64_t after, size_t max,
                         store_scan_fn *fn, void *arg, uint64_t *damaged_seq);
 
-/* Lists node's undelivered mailbox without changing it: entries with seq
-   greater than after in seq order, at most max; returns the number, or a
-   negative store_rc_t. */
+/* Lists node's undelivered mailbox without changing it, in delivery order
+   (priority descending, then acceptance order), at most max entries after
+   the cursor `after` (0: from the start; else the `cursor` of the last
+   entry a previous call listed). No sort, however big the backlog: it
+   walks the delivery index. Returns the number, or a negative store_rc_t. */
 typedef struct {
     uint64_t seq;
     uint8_t id[16];
@@ -140,6 +142,7 @@ typedef struct {
     int type, priority;
     int64_t accepted_ms, deadline_ms;
     uint64_t size;
+    uint64_t cursor;           /* pass as `after` to list what follows this entry */
 } store_listing_t;
 
 typedef void (store_list_fn) (void *arg, const store_listing_t *entry);

@@ -318,8 +318,9 @@ LIAISON_EXPORT int liaison_receipt_verify (const liaison_receipt_t *r, const cha
 
 /* This node's mailbox at the broker, without changing delivery: the
    messages not yet delivered (acknowledged by this node's library), in
-   acceptance order. Pass *after = 0 to start; it is advanced past the
-   entries returned, and set to 0 when the mailbox has no more. *n gets the
+   delivery order: highest priority first, then acceptance order. Pass
+   *after = 0 to start; it is set to an opaque cursor past the entries
+   returned, and to 0 when the mailbox has no more. *n gets the
    number filled (at most max, at most 1000 per call). */
 typedef struct {
     uint64_t seq;                 /* the broker's acceptance order */

@@ -16,7 +16,8 @@ static const char *s_trail_usage =
 static const char *s_mailbox_usage =
     "usage: liaison mailbox [--limit N] [FLAGS]\n"
     "  The messages waiting for this node at the broker (not yet delivered to its\n"
-    "  receiver), oldest first; no message is delivered or acknowledged.\n"
+    "  receiver), in delivery order: highest priority first, then oldest first;\n"
+    "  no message is delivered or acknowledged.\n"
     "  --limit N           at most N entries (default 100)\n";
 
 static const char *s_fetch_usage =

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 // Runs a command with the node's LIAISON_* environment, capturing stdout.
 static int
@@ -116,6 +117,51 @@ START_TEST (test_cli_exit_codes)
 }
 END_TEST
 
+// An officer's look at the mailbox and the trail: mailbox and fetch show a
+// waiting message without taking it, deadlines shows its clock, recv
+// --read takes it, and trail shows accepted, delivered and read, each
+// signature verified against the PKI.
+START_TEST (test_cli_mailbox_fetch_trail)
+{
+    broker_t b;
+    harness_broker_start (&b, NULL);
+    char out[8192], args[1024];
+    ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out,
+                             "send --to it-ps --deadline 3d --body 'subscriber data' --json"),
+                      0);
+    char id[33] = "";
+    const char *p = strstr (out, "\"id\":\"");
+    ck_assert_ptr_nonnull (p);
+    memcpy (id, p + 6, 32);
+    ck_assert_int_eq (s_run (&b, "it-ps", out, sizeof out, "mailbox --json"), 0);
+    ck_assert_msg (strstr (out, id) && strstr (out, "\"sender\":\"fr-pn\""), "%s", out);
+    snprintf (args, sizeof args, "fetch fr-pn %s", id);
+    ck_assert_int_eq (s_run (&b, "it-ps", out, sizeof out, args), 0);
+    ck_assert_msg (strstr (out, "subscriber data") != NULL, "%s", out);
+    snprintf (args, sizeof args, "fetch fr-pn %s", id);
+    ck_assert_int_eq (s_run (&b, "de-bka", out, sizeof out, args), 3);  // not de-bka's
+    ck_assert_int_eq (s_run (&b, "fr-pn", out, sizeof out, "deadlines"), 0);
+    ck_assert_msg (strstr (out, id) && strstr (out, "open"), "%s", out);
+    ck_assert_int_eq (s_run (&b, "it-ps", out, sizeof out, "recv --count 1 --wait-ms 5000 --read"),
+                      0);
+    ck_assert_msg (strstr (out, "subscriber data") != NULL, "%s", out);
+    ck_assert_int_eq (s_run (&b, "it-ps", out, sizeof out, "mailbox"), 0);
+    ck_assert_msg (strstr (out, id) == NULL, "still listed after delivery: %s", out);
+    snprintf (args, sizeof args, "trail %s --verify-dir '%s/nodes'", id, b.pki);
+    int rc = -1;
+    for (int i = 0; i < 50 && !strstr (out, "read it-ps"); i++) {
+        rc = s_run (&b, "fr-pn", out, sizeof out, args);
+        if (!strstr (out, "read it-ps"))
+            usleep (100000);
+    }
+    ck_assert_int_eq (rc, 0);
+    ck_assert_msg (strstr (out, "accepted it-ps") && strstr (out, "delivered it-ps verified")
+                       && strstr (out, "read it-ps verified"),
+                   "%s", out);
+    ck_assert_int_eq (harness_broker_stop (&b), 0);
+}
+END_TEST
+
 START_TEST (test_cli_missing_environment)
 {
     char out[4096];
@@ -167,6 +213,7 @@ cli_suite (void)
     tcase_set_timeout (tc, 60);
     tcase_add_test (tc, test_cli_send_recv_json);
     tcase_add_test (tc, test_cli_exit_codes);
+    tcase_add_test (tc, test_cli_mailbox_fetch_trail);
     tcase_add_test (tc, test_cli_missing_environment);
     tcase_add_test (tc, test_liaisond_usage);
     tcase_add_test (tc, test_liaisond_store_check);

@@ -945,6 +945,88 @@ END_TEST
 
 /* ----------------------------------------- 7. trail after reconnecting */
 
+// Any session of a node lists and fetches its mailbox without changing
+// delivery: pages in delivery order (priority first), fetch by (sender,
+// id) with the exact content, nothing for another node; afterwards the
+// receiver still gets every message.
+START_TEST (test_mailbox_list_and_fetch)
+{
+    broker_t b;
+    harness_broker_start (&b, NULL);
+    liaison_t *tx = s_connect (&b, "fr-pn", 0, NULL, 0);
+    enum { N = 5 };
+    const liaison_priority_t prio[N] = {LIAISON_ROUTINE, LIAISON_EMERGENCY, LIAISON_ROUTINE,
+                                        LIAISON_URGENT, LIAISON_EMERGENCY};
+    liaison_message_t *m[N];
+    for (int i = 0; i < N; i++) {
+        m[i] = s_msg ("it-ps", "waiting %d", i);
+        liaison_message_set_priority (m[i], prio[i]);
+        ck_assert_int_eq (liaison_send (tx, m[i], 0), LIAISON_OK);
+    }
+    ck_assert_int_eq (liaison_flush (tx, harness_ms (5000)), LIAISON_OK);
+    // Delivery order: 1, 4 (emergency), 3 (urgent), 0, 2 (routine).
+    const int order[N] = {1, 4, 3, 0, 2};
+    liaison_t *officer = s_connect (&b, "it-ps", 0, NULL, 0);  // not the receiver
+    liaison_mailbox_entry_t page[2];
+    uint64_t after = 0;
+    int seen = 0, calls = 0;
+    do {
+        size_t n = 0;
+        ck_assert_int_eq (liaison_mailbox (officer, &after, page, 2, &n), LIAISON_OK);
+        for (size_t i = 0; i < n; i++, seen++) {
+            ck_assert_int_lt (seen, N);
+            ck_assert_mem_eq (page[i].id, liaison_message_id (m[order[seen]]), LIAISON_ID_LEN);
+            ck_assert_str_eq (page[i].sender, "fr-pn");
+            ck_assert_int_eq (page[i].priority, prio[order[seen]]);
+            ck_assert_int_eq (page[i].type, LIAISON_MLA_REQUEST);
+            ck_assert_int_gt (page[i].size, 0);
+        }
+        calls++;
+    } while (after && calls < 10);
+    ck_assert_int_eq (seen, N);
+    ck_assert_int_eq (calls, 3);  // 2 + 2 + 1
+    // Fetch: the exact message; nothing for an unknown id or another node.
+    liaison_message_t *got = NULL;
+    ck_assert_int_eq (liaison_fetch (officer, "fr-pn", liaison_message_id (m[3]), &got), LIAISON_OK);
+    size_t len;
+    const char *body = liaison_message_body (got, &len);
+    ck_assert_int_eq ((int) len, (int) strlen ("waiting 3"));
+    ck_assert (memcmp (body, "waiting 3", len) == 0);
+    ck_assert_str_eq (liaison_message_sender (got), "fr-pn");
+    liaison_message_destroy (&got);
+    uint8_t unknown[LIAISON_ID_LEN] = {7};
+    ck_assert_int_eq (liaison_fetch (officer, "fr-pn", unknown, &got), LIAISON_ENOTFOUND);
+    liaison_t *other = s_connect (&b, "de-bka", 0, NULL, 0);
+    ck_assert_int_eq (liaison_fetch (other, "fr-pn", liaison_message_id (m[3]), &got),
+                      LIAISON_ENOTFOUND);
+    size_t n = 0;
+    after = 0;
+    ck_assert_int_eq (liaison_mailbox (other, &after, page, 2, &n), LIAISON_OK);
+    ck_assert_uint_eq (n, 0);
+    liaison_close (&other);
+    // Listing and fetching changed nothing: the receiver gets all five.
+    liaison_t *rx = s_connect (&b, "it-ps", 1, NULL, 0);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq (liaison_recv (rx, &got, harness_ms (5000)), LIAISON_OK);
+        ck_assert_mem_eq (liaison_message_id (got), liaison_message_id (m[order[i]]),
+                          LIAISON_ID_LEN);
+        ck_assert_int_eq (liaison_ack (rx, got, 0), LIAISON_OK);
+        liaison_message_destroy (&got);
+    }
+    ck_assert_int_eq (liaison_flush (rx, harness_ms (5000)), LIAISON_OK);
+    // Delivered: the mailbox is empty now.
+    after = 0;
+    ck_assert_int_eq (liaison_mailbox (officer, &after, page, 2, &n), LIAISON_OK);
+    ck_assert_uint_eq (n, 0);
+    for (int i = 0; i < N; i++)
+        liaison_message_destroy (&m[i]);
+    liaison_close (&rx);
+    liaison_close (&officer);
+    liaison_close (&tx);
+    ck_assert_int_eq (harness_broker_stop (&b), 0);
+}
+END_TEST
+
 START_TEST (test_trail_after_reconnect)
 {
     broker_t b;
@@ -1308,6 +1390,7 @@ durable_suite (void)
     tc = tcase_create ("receipts");
     tcase_set_timeout (tc, 60);
     tcase_add_test (tc, test_trail_after_reconnect);
+    tcase_add_test (tc, test_mailbox_list_and_fetch);
     tcase_add_test (tc, test_expired_never_delivered);
     tcase_add_test (tc, test_deadline_reminder_and_missed);
     tcase_add_test (tc, test_read_receipt_signed);

@@ -1995,12 +1995,17 @@ START_TEST (test_store_list)
         s_put_ok (s, &t[i]);
     s_commit_ok (s);
 
-    // Seq order, whatever the priority; metadata as put; size is the envelope's.
+    // Delivery order: priority descending, then acceptance; metadata as
+    // put; size is the envelope's. nodeX holds t0..t4 with priorities
+    // 0 2 1 0 2: t1 t4 (2), t2 (1), t0 t3 (0).
     listing_t l = {0};
     ck_assert_int_eq (store_mailbox_list (s, "nodeX", 0, 10, s_list_cb, &l), 5);
     ck_assert_int_eq (l.n, 5);
-    for (int i = 0; i < 5; i++)
-        s_listing_is (&l.e[i], &t[i], (uint64_t) i + 1);
+    s_listing_is (&l.e[0], &t[1], 2);
+    s_listing_is (&l.e[1], &t[4], 5);
+    s_listing_is (&l.e[2], &t[2], 3);
+    s_listing_is (&l.e[3], &t[0], 1);
+    s_listing_is (&l.e[4], &t[3], 4);
     memset (&l, 0, sizeof l);
     ck_assert_int_eq (store_mailbox_list (s, "nodeY", 0, 10, s_list_cb, &l), 2);
     s_listing_is (&l.e[0], &t[2], 3);
@@ -2009,20 +2014,23 @@ START_TEST (test_store_list)
     ck_assert_int_eq (store_mailbox_list (s, "nodeW", 0, 10, s_list_cb, &l), 0);
     ck_assert_int_eq (l.n, 0);
 
-    // Pages of two by `after`.
+    // Pages of two, each after the last entry's cursor.
     memset (&l, 0, sizeof l);
     ck_assert_int_eq (store_mailbox_list (s, "nodeX", 0, 2, s_list_cb, &l), 2);
-    s_listing_is (&l.e[0], &t[0], 1);
-    s_listing_is (&l.e[1], &t[1], 2);
+    s_listing_is (&l.e[0], &t[1], 2);
+    s_listing_is (&l.e[1], &t[4], 5);
+    uint64_t cursor = l.e[1].cursor;
     memset (&l, 0, sizeof l);
-    ck_assert_int_eq (store_mailbox_list (s, "nodeX", 2, 2, s_list_cb, &l), 2);
-    s_listing_is (&l.e[0], &t[2], 3);
-    s_listing_is (&l.e[1], &t[3], 4);
+    ck_assert_int_eq (store_mailbox_list (s, "nodeX", cursor, 2, s_list_cb, &l), 2);
+    s_listing_is (&l.e[0], &t[2], 3);  // across a priority
+    s_listing_is (&l.e[1], &t[0], 1);
+    cursor = l.e[1].cursor;
     memset (&l, 0, sizeof l);
-    ck_assert_int_eq (store_mailbox_list (s, "nodeX", 4, 2, s_list_cb, &l), 1);
-    s_listing_is (&l.e[0], &t[4], 5);
+    ck_assert_int_eq (store_mailbox_list (s, "nodeX", cursor, 2, s_list_cb, &l), 1);
+    s_listing_is (&l.e[0], &t[3], 4);
+    cursor = l.e[0].cursor;
     memset (&l, 0, sizeof l);
-    ck_assert_int_eq (store_mailbox_list (s, "nodeX", 5, 2, s_list_cb, &l), 0);
+    ck_assert_int_eq (store_mailbox_list (s, "nodeX", cursor, 2, s_list_cb, &l), 0);
     ck_assert_int_eq (store_mailbox_list (s, "nodeX", 0, 0, s_list_cb, &l), 0);
     ck_assert_int_eq (l.n, 0);
 
@@ -2032,9 +2040,9 @@ START_TEST (test_store_list)
     s_commit_ok (s);
     memset (&l, 0, sizeof l);
     ck_assert_int_eq (store_mailbox_list (s, "nodeX", 0, 10, s_list_cb, &l), 3);
-    s_listing_is (&l.e[0], &t[0], 1);
-    s_listing_is (&l.e[1], &t[3], 4);
-    s_listing_is (&l.e[2], &t[4], 5);
+    s_listing_is (&l.e[0], &t[4], 5);
+    s_listing_is (&l.e[1], &t[0], 1);
+    s_listing_is (&l.e[2], &t[3], 4);
     memset (&l, 0, sizeof l);
     ck_assert_int_eq (store_mailbox_list (s, "nodeY", 0, 10, s_list_cb, &l), 2);
     s_listing_is (&l.e[0], &t[2], 3);
