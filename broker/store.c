@@ -915,6 +915,19 @@ store_mailbox_count (store_t *self, const char *node)
     return count;
 }
 
+// 1 if message seq has a receipt of that status from recipient, 0, or -1.
+static int
+s_has_receipt_seq (store_t *self, int64_t seq, const char *recipient, int status)
+{
+    sqlite3_stmt *st = self->q[Q_HAS_RECEIPT];
+    sqlite3_bind_int64 (st, 1, seq);
+    sqlite3_bind_text (st, 2, recipient, -1, SQLITE_STATIC);
+    sqlite3_bind_int (st, 3, status);
+    int rc = sqlite3_step (st);
+    sqlite3_reset (st);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -1;
+}
+
 store_rc_t
 store_delivered (store_t *self, const char *node, const char *sender, const uint8_t id[16],
                  int64_t when_ms, bool *first)
@@ -943,8 +956,20 @@ store_delivered (store_t *self, const char *node, const char *sender, const uint
         return STORE_NOTFOUND; // not addressed to this node
     if (rc != SQLITE_ROW)
         return s_fail (self, rc, "reading a mailbox entry");
-    if (!open)
-        return STORE_OK; // delivered or expired already
+    if (!open) {
+        /* Delivered already, or expired by the tick while it was on its way
+           to the receiver: then this first acknowledgement is still news
+           (the recipient has it), and the caller records DELIVERED after
+           the EXPIRED. */
+        if (first) {
+            int expired = s_has_receipt_seq (self, seq, node, 5 /* EXPIRED */);
+            int delivered = s_has_receipt_seq (self, seq, node, 2 /* DELIVERED */);
+            if (expired < 0 || delivered < 0)
+                return s_fail (self, SQLITE_ERROR, "reading receipts");
+            *first = expired == 1 && delivered == 0;
+        }
+        return STORE_OK;
+    }
     if (s_begin_group (self))
         return STORE_ERROR;
     st = self->q[Q_DELIVER];
@@ -1711,13 +1736,5 @@ store_has_receipt (store_t *self, const char *sender, const uint8_t id[16],
     int found = s_find (self, sender, id, &seq, NULL, NULL);
     if (found <= 0)
         return found < 0 ? -1 : 0;
-    sqlite3_stmt *st = self->q[Q_HAS_RECEIPT];
-    sqlite3_bind_int64 (st, 1, seq);
-    sqlite3_bind_text (st, 2, recipient, -1, SQLITE_STATIC);
-    sqlite3_bind_int (st, 3, status);
-    int rc = sqlite3_step (st);
-    sqlite3_reset (st);
-    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-        return -1;
-    return rc == SQLITE_ROW;
+    return s_has_receipt_seq (self, seq, recipient, status);
 }

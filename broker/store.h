@@ -161,7 +161,9 @@ int64_t store_mailbox_count (store_t *self, const char *node);
 
 /* The recipient has the message durably: it leaves the mailbox (staged in
    the group transaction like store_put). STORE_OK also when it was
-   delivered (or expired) already, with *first (if not NULL) false;
+   delivered (or expired) already, with *first (if not NULL) false --
+   except for the first acknowledgement of an entry the tick expired while
+   it was on its way: then *first is true (the recipient has it);
    STORE_NOTFOUND when the message was never in node's mailbox (or is
    purged): a node acknowledges only what was sent to it. */
 store_rc_t store_delivered (store_t *self, const char *node, const char *sender,

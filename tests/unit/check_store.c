@@ -2248,9 +2248,18 @@ START_TEST (test_store_expire)
     ck_assert_int_eq (store_receipts (s, "nodeA", t[3].id, NULL, NULL), 0);
     ck_assert_int_eq (store_receipts (s, "nodeA", t[1].id, NULL, NULL), 0);
 
-    // A late acknowledgement of an expired message is not a first delivery.
-    bool first = true;
+    // A late acknowledgement of an expired message (it was on its way to the
+    // receiver when the tick expired it): the recipient has it, so the
+    // first one is news (the caller records DELIVERED after EXPIRED); once
+    // recorded, later ones are not.
+    bool first = false;
     ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[0].id, 700, &first), STORE_OK);
+    ck_assert (first);
+    ck_assert (!store_pending (s));  // nothing to change in the mailbox
+    ck_assert_int_eq (store_receipt_add (s, "nodeA", t[0].id, "nodeX", 2, NULL, NULL, 700, NULL, 0),
+                      STORE_OK);
+    s_commit_ok (s);
+    ck_assert_int_eq (store_delivered (s, "nodeX", "nodeA", t[0].id, 800, &first), STORE_OK);
     ck_assert (!first);
     ck_assert (!store_pending (s));
     ck_assert_int_eq (store_delivered (s, "nodeQ", "nodeA", t[0].id, 700, &first), STORE_NOTFOUND);
