@@ -84,7 +84,7 @@ typedef struct {
     EVP_MD *sha256;
     struct answer *answer;    /* scratch for Query answers, reused */
     int64_t next_tick_ms, next_purge_ms;
-    uint64_t commits, committed; /* statistics, logged at stop */
+    uint64_t commits;         /* group commits, logged at stop */
     uint64_t ckpt_failures;   /* checkpoint failures logged so far */
 } core_t;
 

@@ -1050,6 +1050,38 @@ s_routing_key (const Liaison__Envelope *e)
     return h ? h : 1;
 }
 
+// Runs passes until came (self) is true, the session timeout passes or the
+// session fails: the wait for an answer to a request.
+static int
+s_await (liaison_t *self, bool (*came) (const liaison_t *), const char *what)
+{
+    int64_t deadline = wire_clock_ms () + self->opts.timeout_ms;
+    while (!came (self)) {
+        int64_t left = deadline - wire_clock_ms ();
+        if (left <= 0) {
+            s_seterr (self, LIAISON_ETIMEOUT, "no answer to %s within %d ms", what,
+                      self->opts.timeout_ms);
+            return LIAISON_ETIMEOUT;
+        }
+        s_pass (self, (int) (left > 100 ? 100 : left));
+        if (self->state != ST_READY)
+            return self->error ? self->error : LIAISON_ECLOSED;
+    }
+    return LIAISON_OK;
+}
+
+static bool
+s_resolved_came (const liaison_t *self)
+{
+    return self->answer != NULL;
+}
+
+static bool
+s_answer_came (const liaison_t *self)
+{
+    return self->qanswer != NULL;
+}
+
 // Asks the broker what e's addresses stand for under its current rules.
 // The answer is owned by the caller.
 static int
@@ -1073,18 +1105,9 @@ s_resolve_now (liaison_t *self, const Liaison__Envelope *e, Liaison__Resolved **
     }
     if (s_send_frame (self, &f))
         return self->error;
-    int64_t deadline = wire_clock_ms () + self->opts.timeout_ms;
-    while (!self->answer) {
-        int64_t left = deadline - wire_clock_ms ();
-        if (left <= 0) {
-            s_seterr (self, LIAISON_ETIMEOUT, "no answer to Resolve within %d ms",
-                      self->opts.timeout_ms);
-            return LIAISON_ETIMEOUT;
-        }
-        s_pass (self, (int) (left > 100 ? 100 : left));
-        if (self->state != ST_READY)
-            return self->error ? self->error : LIAISON_ECLOSED;
-    }
+    int rc = s_await (self, s_resolved_came, "Resolve");
+    if (rc != LIAISON_OK)
+        return rc;
     *out = self->answer;
     self->answer = NULL;
     return LIAISON_OK;
@@ -1637,18 +1660,9 @@ s_query (liaison_t *self, Liaison__Query *q, Liaison__Answer **out)
     f.query = q;
     if (s_send_frame (self, &f))
         return self->error;
-    int64_t deadline = wire_clock_ms () + self->opts.timeout_ms;
-    while (!self->qanswer) {
-        int64_t left = deadline - wire_clock_ms ();
-        if (left <= 0) {
-            s_seterr (self, LIAISON_ETIMEOUT, "no answer to a query within %d ms",
-                      self->opts.timeout_ms);
-            return LIAISON_ETIMEOUT;
-        }
-        s_pass (self, (int) (left > 100 ? 100 : left));
-        if (self->state != ST_READY)
-            return self->error ? self->error : LIAISON_ECLOSED;
-    }
+    rc = s_await (self, s_answer_came, "a query");
+    if (rc != LIAISON_OK)
+        return rc;
     *out = self->qanswer;
     self->qanswer = NULL;
     return LIAISON_OK;
